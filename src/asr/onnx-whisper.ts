@@ -1,0 +1,101 @@
+import * as ort from "onnxruntime-node";
+import { join } from "node:path";
+import type { WhisperConfig } from "../model/config.js";
+import { inputFrames } from "../model/config.js";
+import { DECODER_FILE, ENCODER_FILE } from "../model/build.js";
+import { KitError, messageOf } from "../util/errors.js";
+
+export interface RuntimeOptions {
+  /** Intra-op threads per session; 0 lets onnxruntime choose (all cores). */
+  threads?: number;
+}
+
+/** Per-utterance encoder results: what the decoder needs at every step. */
+export interface EncodedAudio {
+  hidden: ort.Tensor; // last_hidden_state [1, 1500, d]
+  cross: Record<string, ort.Tensor>; // cross_key.{l}, cross_value.{l}
+}
+
+/** The self-attention cache: present_key.{l}/present_value.{l} of the previous step. */
+export type KvCache = Record<string, ort.Tensor>;
+
+export interface StepResult {
+  logits: Float32Array; // [T, vocab] for the T tokens fed
+  tokens: number; // T
+  cache: KvCache;
+}
+
+/** The two onnxruntime sessions of one Whisper model folder (encoder.onnx, decoder.onnx). */
+export class OnnxWhisper {
+  private constructor(
+    readonly config: WhisperConfig,
+    readonly encoder: ort.InferenceSession,
+    readonly decoder: ort.InferenceSession,
+    private readonly emptyPast: KvCache,
+  ) {}
+
+  static async load(dir: string, config: WhisperConfig, options: RuntimeOptions = {}): Promise<OnnxWhisper> {
+    const sessionOptions: ort.InferenceSession.SessionOptions = {
+      graphOptimizationLevel: "all",
+      executionMode: "sequential",
+      intraOpNumThreads: options.threads ?? 0,
+    };
+    const open = async (file: string) => {
+      try {
+        return await ort.InferenceSession.create(join(dir, file), sessionOptions);
+      } catch (err) {
+        throw new KitError(`onnxruntime cannot load ${file}: ${messageOf(err)}`, { file: join(dir, file), fix: "delete the folder and build the model again" });
+      }
+    };
+    const encoder = await open(ENCODER_FILE);
+    const decoder = await open(DECODER_FILE);
+    const H = config.decoderHeads;
+    const Dh = config.dModel / H;
+    const emptyPast: KvCache = {};
+    for (let l = 0; l < config.decoderLayers; l++) {
+      emptyPast[`past_key.${l}`] = new ort.Tensor("float32", new Float32Array(0), [1, H, 0, Dh]);
+      emptyPast[`past_value.${l}`] = new ort.Tensor("float32", new Float32Array(0), [1, H, 0, Dh]);
+    }
+    return new OnnxWhisper(config, encoder, decoder, emptyPast);
+  }
+
+  /** Run the encoder on one [nMels, 3000] log-mel matrix. */
+  async encode(mel: Float32Array): Promise<EncodedAudio> {
+    const frames = inputFrames(this.config);
+    if (mel.length !== this.config.numMelBins * frames) {
+      throw new Error(`encode: expected ${this.config.numMelBins}x${frames} features, got ${mel.length} values`);
+    }
+    const out = await this.encoder.run({ input_features: new ort.Tensor("float32", mel, [1, this.config.numMelBins, frames]) });
+    const cross: Record<string, ort.Tensor> = {};
+    for (let l = 0; l < this.config.decoderLayers; l++) {
+      cross[`cross_key.${l}`] = out[`cross_key.${l}`]!;
+      cross[`cross_value.${l}`] = out[`cross_value.${l}`]!;
+    }
+    return { hidden: out.last_hidden_state!, cross };
+  }
+
+  /** Feed `ids` after the cached positions (none when `cache` is null). */
+  async step(ids: number[], encoded: EncodedAudio, cache: KvCache | null): Promise<StepResult> {
+    const feeds: Record<string, ort.Tensor> = {
+      input_ids: new ort.Tensor("int64", BigInt64Array.from(ids, (id) => BigInt(id)), [1, ids.length]),
+      ...encoded.cross,
+    };
+    const past = cache ?? this.emptyPast;
+    for (let l = 0; l < this.config.decoderLayers; l++) {
+      feeds[`past_key.${l}`] = past[`past_key.${l}`] ?? past[`present_key.${l}`]!;
+      feeds[`past_value.${l}`] = past[`past_value.${l}`] ?? past[`present_value.${l}`]!;
+    }
+    const out = await this.decoder.run(feeds);
+    const next: KvCache = {};
+    for (let l = 0; l < this.config.decoderLayers; l++) {
+      next[`past_key.${l}`] = out[`present_key.${l}`]!;
+      next[`past_value.${l}`] = out[`present_value.${l}`]!;
+    }
+    return { logits: out.logits!.data as Float32Array, tokens: ids.length, cache: next };
+  }
+
+  async release(): Promise<void> {
+    await this.encoder.release();
+    await this.decoder.release();
+  }
+}

@@ -1,0 +1,131 @@
+#!/usr/bin/env node
+/**
+ * `ptq`: a thin command line over the same src functions the notebooks call.
+ *   ptq fetch model <id> [--revision R] [--hub-url URL]
+ *   ptq build --model <id|dir> [--out DIR]
+ *   ptq transcribe --model <id|dir> [--language en|auto|..] [--threads N] FILE...
+ *   ptq synth --out DIR [--d-model N --layers N --heads N --seed N]
+ */
+import { parseArgs } from "node:util";
+import { join } from "node:path";
+import { Transcriber } from "./asr/transcriber.js";
+import { fetchModel, resolveModelDir, type FetchOptions } from "./hub/fetch-model.js";
+import { buildOnnxModel, ensureOnnxModel } from "./model/build.js";
+import { writeSyntheticWhisper } from "./model/synthetic.js";
+import { KitError } from "./util/errors.js";
+import { sharedDataDir } from "./util/fs.js";
+
+const USAGE = `usage:
+  ptq fetch model <org/name> [--revision REV] [--hub-url URL]
+  ptq build --model <id|dir> [--out DIR]
+  ptq transcribe --model <id|dir> [--language en|auto|<code>] [--threads N] [--no-cache] FILE...
+  ptq synth --out DIR [--d-model 64] [--layers 2] [--heads 2] [--seed 0] [--assets DIR]
+
+--hub-url (or HF_ENDPOINT) points at a hub mirror; a model may always be a local folder.`;
+
+const COMMON = {
+  "hub-url": { type: "string" },
+  revision: { type: "string" },
+  model: { type: "string" },
+  help: { type: "boolean", short: "h" },
+} as const;
+
+function hubOptions(values: { "hub-url"?: string; revision?: string }): FetchOptions {
+  const options: FetchOptions = {};
+  if (values["hub-url"]) options.hubUrl = values["hub-url"];
+  if (values.revision) options.revision = values.revision;
+  if (process.stderr.isTTY) {
+    options.onProgress = (file, bytes, total) => process.stderr.write(`\r${file}: ${(bytes / 1e6).toFixed(1)} / ${(total / 1e6).toFixed(1)} MB`);
+  }
+  return options;
+}
+
+function requireModel(model: string | undefined): string {
+  if (!model) throw new KitError("--model is required", { field: "--model", fix: "give a hub id (openai/whisper-small) or a model folder" });
+  return model;
+}
+
+async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  if (!command || command === "--help" || command === "-h") {
+    console.log(USAGE);
+    return command ? 0 : 2;
+  }
+  switch (command) {
+    case "fetch": {
+      const { values, positionals } = parseArgs({ args: rest, options: COMMON, allowPositionals: true });
+      if (positionals[0] !== "model" || !positionals[1]) throw new KitError("usage: ptq fetch model <org/name>", { fix: USAGE });
+      const dir = await fetchModel(positionals[1], hubOptions(values));
+      if (process.stderr.isTTY) process.stderr.write("\n");
+      console.log(dir);
+      return 0;
+    }
+    case "build": {
+      const { values } = parseArgs({ args: rest, options: { ...COMMON, out: { type: "string" } } });
+      const modelDir = await resolveModelDir(requireModel(values.model), hubOptions(values));
+      const started = performance.now();
+      const result = values.out ? { dir: values.out, manifest: await buildOnnxModel(modelDir, values.out) } : await ensureOnnxModel(modelDir);
+      const mb = result.manifest.files.reduce((a, f) => a + f.bytes, 0) / 1e6;
+      console.log(`${result.dir}\t${mb.toFixed(1)} MB\t${((performance.now() - started) / 1000).toFixed(2)} s`);
+      return 0;
+    }
+    case "transcribe": {
+      const { values, positionals } = parseArgs({
+        args: rest,
+        options: { ...COMMON, language: { type: "string" }, threads: { type: "string" }, "no-cache": { type: "boolean" } },
+        allowPositionals: true,
+      });
+      if (positionals.length === 0) throw new KitError("no audio files given", { fix: "ptq transcribe --model <id|dir> FILE..." });
+      const transcriber = await Transcriber.load(requireModel(values.model), {
+        hub: hubOptions(values),
+        ...(values.threads ? { threads: Number(values.threads) } : {}),
+        ...(values.language ? { language: values.language } : {}),
+        useCache: !values["no-cache"],
+      });
+      try {
+        for (const file of positionals) {
+          const result = await transcriber.transcribeFile(file);
+          console.log(`${file}\t${result.text}`);
+        }
+      } finally {
+        await transcriber.close();
+      }
+      return 0;
+    }
+    case "synth": {
+      const { values } = parseArgs({
+        args: rest,
+        options: {
+          out: { type: "string" },
+          "d-model": { type: "string" },
+          layers: { type: "string" },
+          heads: { type: "string" },
+          seed: { type: "string" },
+          assets: { type: "string" },
+        },
+      });
+      if (!values.out) throw new KitError("--out is required", { field: "--out", fix: "ptq synth --out data/models/synthetic-tiny" });
+      await writeSyntheticWhisper(values.out, {
+        assetsDir: values.assets ?? join(sharedDataDir(), "whisper-assets", "whisper-tiny.en"),
+        ...(values["d-model"] ? { dModel: Number(values["d-model"]) } : {}),
+        ...(values.layers ? { layers: Number(values.layers) } : {}),
+        ...(values.heads ? { heads: Number(values.heads) } : {}),
+        ...(values.seed ? { seed: Number(values.seed) } : {}),
+      });
+      console.log(values.out);
+      return 0;
+    }
+    default:
+      console.error(`unknown command '${command}'\n${USAGE}`);
+      return 2;
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (err: unknown) => {
+    if (err instanceof KitError) console.error(`ptq: ${err.message}`);
+    else console.error(err);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,32 @@
+import { rmSync } from "node:fs";
+import { mkdtemp } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { repoRoot, sharedDataDir } from "../../src/util/fs.js";
+import { writeSyntheticWhisper, type SyntheticOptions } from "../../src/model/synthetic.js";
+
+export const ROOT = repoRoot();
+export const SHARED = sharedDataDir();
+export const ASSETS = join(SHARED, "whisper-assets");
+export const TINY_EN_ASSETS = join(ASSETS, "whisper-tiny.en");
+export const LIBRISPEECH = join(SHARED, "librispeech", "LibriSpeech");
+export const TEST_CLEAN_FLAC = join(LIBRISPEECH, "test-clean", "1089", "134686", "1089-134686-0000.flac");
+export const FIXTURES = join(ROOT, "test", "fixtures");
+
+const made: string[] = [];
+// Removed when the test process ends (node --test runs each file in its own process).
+process.on("exit", () => made.forEach((dir) => rmSync(dir, { recursive: true, force: true })));
+
+/** A temporary folder, removed when the test file's process exits. */
+export async function tempDir(prefix = "ptq-test-"): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), prefix));
+  made.push(dir);
+  return dir;
+}
+
+/** A synthetic tiny Whisper in a fresh temporary folder. */
+export async function syntheticModel(options: Partial<SyntheticOptions> = {}): Promise<string> {
+  const dir = join(await tempDir(), "model");
+  await writeSyntheticWhisper(dir, { assetsDir: TINY_EN_ASSETS, ...options });
+  return dir;
+}
