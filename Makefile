@@ -24,11 +24,12 @@ node_modules/.ci-stamp: package.json package-lock.json
 install: node_modules/.ci-stamp
 
 build: install
+	rm -rf build
 	$(TSC) -p tsconfig.json
 	chmod +x build/src/cli.js
 
 test: build
-	$(NODE) --test --test-concurrency=1 build/test/
+	$(NODE) --test --test-concurrency=1 build/test/*.test.js
 
 # The study's pipeline on the test-clean utterances at hand: fetch, build fp32 graphs, transcribe.
 # MODEL may be a hub id (fetched from HUB_URL / HF_ENDPOINT) or a local model folder.

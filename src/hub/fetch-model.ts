@@ -71,6 +71,12 @@ function hubError(err: unknown, repo: string, url: string): KitError {
       fix: "check the model id and revision; for a gated or private model set HF_TOKEN",
     });
   }
+  if (status !== undefined || (err as Error).name === "InvalidApiResponseFormatError") {
+    return new KitError(`the hub at ${new URL(url).origin} answered ${status ?? "in a form the kit cannot use"} for '${repo}': ${messageOf(err)}`, {
+      file: url,
+      fix: "check that --hub-url / HF_ENDPOINT points at a Hugging Face hub or a mirror of its API",
+    });
+  }
   return new KitError(`the hub at ${new URL(url).origin} could not be reached for '${repo}': ${messageOf(err)}`, {
     file: url,
     fix: "check the network or --hub-url / HF_ENDPOINT; a local model folder works offline",

@@ -135,7 +135,8 @@ export class HubMirror {
         return;
       }
       let bytes = file.bytes;
-      if (this.faults.corruptOnce.delete(m[3]!)) {
+      const probe = req.headers.range === "bytes=0-0"; // the client's size/etag probe; faults hit the data requests
+      if (!probe && this.faults.corruptOnce.delete(m[3]!)) {
         bytes = Buffer.from(bytes);
         bytes[bytes.length >> 1]! ^= 0xff;
       }
@@ -148,7 +149,7 @@ export class HubMirror {
       const range = /^bytes=(\d+)-(\d*)$/.exec(req.headers.range ?? "");
       let start = 0;
       let end = bytes.length - 1;
-      if (range && !this.faults.ignoreRange) {
+      if (range && (probe || !this.faults.ignoreRange)) {
         start = Number(range[1]);
         end = range[2] ? Math.min(Number(range[2]), bytes.length - 1) : bytes.length - 1;
         res.writeHead(206, { ...headers, "Content-Range": `bytes ${start}-${end}/${bytes.length}`, "Content-Length": String(end - start + 1) });

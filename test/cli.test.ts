@@ -1,0 +1,63 @@
+/** `ptq` end to end: a synthetic Whisper served by the loopback hub, fetched, built and run. */
+import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
+import { join } from "node:path";
+import { after, before, describe, it } from "node:test";
+import { promisify } from "node:util";
+import { HubMirror } from "./support/hub-mirror.js";
+import { LIBRISPEECH, ROOT, syntheticModel, tempDir, TEST_CLEAN_FLAC } from "./support/env.js";
+
+const run = promisify(execFile);
+const CLI = join(ROOT, "build", "src", "cli.js");
+
+describe("ptq command line", () => {
+  const mirror = new HubMirror();
+  let env: NodeJS.ProcessEnv;
+
+  before(async () => {
+    await mirror.addRepoFromDir("kit-tests/whisper-synthetic", await syntheticModel({ dModel: 32, heads: 2, layers: 2, seed: 3 }));
+    await mirror.start();
+    env = { ...process.env, PTQ_DATA_DIR: await tempDir(), HF_ENDPOINT: mirror.url };
+  });
+  after(() => mirror.stop());
+
+  const ptq = (...args: string[]) => run(process.execPath, [CLI, ...args], { env, maxBuffer: 1 << 24 });
+
+  it("transcribe fetches the model from the hub, builds the graphs and prints one line per file", async () => {
+    const second = join(LIBRISPEECH, "test-clean", "1089", "134691", "1089-134691-0000.flac");
+    const { stdout } = await ptq("transcribe", "--model", "kit-tests/whisper-synthetic", "--threads", "1", TEST_CLEAN_FLAC, second);
+    const lines = stdout.trimEnd().split("\n");
+    assert.equal(lines.length, 2);
+    assert.ok(lines[0]!.startsWith(`${TEST_CLEAN_FLAC}\t`));
+    assert.ok(lines[1]!.startsWith(`${second}\t`));
+    assert.ok(lines[0]!.split("\t")[1]!.length > 0, "a (random) transcript is printed");
+    // the same run again is served from the caches: identical output
+    const again = await ptq("transcribe", "--model", "kit-tests/whisper-synthetic", "--threads", "1", TEST_CLEAN_FLAC, second);
+    assert.equal(again.stdout, stdout);
+    // and --no-cache decoding agrees token for token
+    const uncached = await ptq("transcribe", "--model", "kit-tests/whisper-synthetic", "--threads", "1", "--no-cache", TEST_CLEAN_FLAC);
+    assert.equal(uncached.stdout.trimEnd(), lines[0]);
+  });
+
+  it("fetch model prints the cached folder; build prints the graphs' size", async () => {
+    const { stdout } = await ptq("fetch", "model", "kit-tests/whisper-synthetic");
+    assert.match(stdout.trim(), /kit-tests\/whisper-synthetic\/[0-9a-f]{40}$/);
+    const built = await ptq("build", "--model", stdout.trim());
+    assert.match(built.stdout, /fp32\t\d+\.\d MB\t\d+\.\d+ s/);
+  });
+
+  it("fails with exit code 1 and a message that names the problem", async () => {
+    const cases: Array<[string[], RegExp]> = [
+      [["transcribe", "--model", "kit-tests/absent", TEST_CLEAN_FLAC], /model 'kit-tests\/absent' was not found/],
+      [["transcribe", "--model", "kit-tests/whisper-synthetic", "/no/such/file.flac"], /cannot read audio file \/no\/such\/file\.flac/],
+      [["transcribe", TEST_CLEAN_FLAC], /--model is required/],
+    ];
+    for (const [args, pattern] of cases) {
+      await assert.rejects(ptq(...args), (err: { code?: number; stderr?: string }) => {
+        assert.equal(err.code, 1);
+        assert.match(err.stderr ?? "", pattern);
+        return true;
+      });
+    }
+  });
+});
