@@ -12,7 +12,7 @@ MODEL ?= openai/whisper-small
 HUB_URL ?=
 HUB_FLAG := $(if $(HUB_URL),--hub-url $(HUB_URL),)
 
-.PHONY: all install build test reproduce clean
+.PHONY: all install build test reproduce clean bench-foundation
 
 all: build
 
@@ -38,3 +38,7 @@ reproduce: build
 
 clean:
 	rm -rf build
+
+# Issue-2 timings: graph build (time, peak memory), encoder per 30 s window, decoder per token.
+bench-foundation: build
+	THREADS=$(or $(THREADS),0) $(NODE) build/bench/foundation.js

@@ -80,6 +80,20 @@ export function logMelSpectrogram(audio: Float32Array, nMels = 80, filters: Floa
   const power = new Float64Array(N_BINS);
   const logMel = new Float32Array(nMels * N_FRAMES);
   let maxLog = -Infinity;
+  // Each triangular filter is non-zero on a few bins only: [first, end) per filter.
+  const support = new Int32Array(2 * nMels);
+  for (let m = 0; m < nMels; m++) {
+    let first = N_BINS;
+    let end = 0;
+    for (let k = 0; k < N_BINS; k++) {
+      if (filters[m * N_BINS + k] !== 0) {
+        first = Math.min(first, k);
+        end = k + 1;
+      }
+    }
+    support[2 * m] = first;
+    support[2 * m + 1] = Math.max(first, end);
+  }
   // Reflect padding (torch.stft center=True): index -j maps to j, index n-1+j to n-1-j.
   const at = (i: number) => x[i < 0 ? -i : i >= x.length ? 2 * (x.length - 1) - i : i]!;
   for (let t = 0; t < N_FRAMES; t++) {
@@ -91,7 +105,7 @@ export function logMelSpectrogram(audio: Float32Array, nMels = 80, filters: Floa
     for (let m = 0; m < nMels; m++) {
       let acc = 0;
       const row = m * N_BINS;
-      for (let k = 0; k < N_BINS; k++) acc += filters[row + k]! * power[k]!;
+      for (let k = support[2 * m]!; k < support[2 * m + 1]!; k++) acc += filters[row + k]! * power[k]!;
       const v = Math.log10(Math.max(acc, 1e-10));
       logMel[m * N_FRAMES + t] = v;
       if (v > maxLog) maxLog = v;
