@@ -5,6 +5,8 @@
  *   ptq build --model <id|dir> [--out DIR]
  *   ptq transcribe --model <id|dir> [--language en|auto|..] [--threads N] FILE...
  *   ptq import ct2 <folder|model.bin|part>... --out DIR [--assets DIR]
+  ptq eval --model <id|dir> --split <name> [--librispeech-dir DIR] [--limit N] [--full] [--shard i/n]
+           [--workers K] [--threads N] [--results DIR] [--force]
   ptq synth --out DIR [--d-model N --layers N --heads N --seed N]
  */
 import { parseArgs } from "node:util";
@@ -15,7 +17,12 @@ import { buildOnnxModel, ensureOnnxModel } from "./model/build.js";
 import { importCt2Model } from "./model/import-ct2.js";
 import { writeSyntheticWhisper } from "./model/synthetic.js";
 import { KitError } from "./util/errors.js";
-import { sharedDataDir } from "./util/fs.js";
+import { dataDir, sharedDataDir } from "./util/fs.js";
+import { cpus } from "node:os";
+import { buildManifest } from "./hub/librispeech.js";
+import { ResultsStore } from "./eval/results-store.js";
+import { runEvaluation } from "./eval/runner.js";
+import { evaluationPart, parseShard, type Selection } from "./eval/splits.js";
 
 const USAGE = `usage:
   ptq fetch model <org/name> [--revision REV] [--hub-url URL]
@@ -40,6 +47,12 @@ function hubOptions(values: { "hub-url"?: string; revision?: string }): FetchOpt
     options.onProgress = (file, bytes, total) => process.stderr.write(`\r${file}: ${(bytes / 1e6).toFixed(1)} / ${(total / 1e6).toFixed(1)} MB`);
   }
   return options;
+}
+
+function positiveInt(text: string, field: string): number {
+  const n = Number(text);
+  if (!Number.isInteger(n) || n < 1) throw new KitError(`${field} must be a positive integer, got '${text}'`, { field, fix: `e.g. ${field} 100` });
+  return n;
 }
 
 function requireModel(model: string | undefined): string {
@@ -89,6 +102,62 @@ async function main(argv: string[]): Promise<number> {
           const result = await transcriber.transcribeFile(file);
           console.log(`${file}\t${result.text}`);
         }
+      } finally {
+        await transcriber.close();
+      }
+      return 0;
+    }
+    case "eval": {
+      const { values } = parseArgs({
+        args: rest,
+        options: {
+          ...COMMON,
+          split: { type: "string" },
+          recipe: { type: "string", default: "fp32" },
+          "librispeech-dir": { type: "string" },
+          limit: { type: "string" },
+          full: { type: "boolean" },
+          shard: { type: "string" },
+          workers: { type: "string" },
+          threads: { type: "string" },
+          results: { type: "string" },
+          force: { type: "boolean" },
+          language: { type: "string" },
+        },
+      });
+      if (!values.split) throw new KitError("--split is required", { field: "--split", fix: "e.g. --split test-clean" });
+      if (values.recipe !== "fp32") throw new KitError(`unknown recipe '${values.recipe}'`, { field: "--recipe", fix: "recipes available so far: fp32" });
+      const root = values["librispeech-dir"] ?? join(dataDir(), "librispeech", "LibriSpeech");
+      const manifest = await buildManifest(root, values.split);
+      const selection: Selection = { full: values.full ?? false };
+      if (values.limit !== undefined) selection.limit = positiveInt(values.limit, "--limit");
+      if (values.shard !== undefined) selection.shard = parseShard(values.shard);
+      const utterances = evaluationPart(manifest, selection);
+      if (utterances.length === 0) throw new KitError(`the selection from ${values.split} is empty`, { field: "--limit", fix: "raise --limit or use --full" });
+      const workers = values.workers ? positiveInt(values.workers, "--workers") : 1;
+      const model = requireModel(values.model);
+      const transcriber = await Transcriber.load(model, {
+        hub: hubOptions(values),
+        threads: values.threads ? Number(values.threads) : Math.max(1, Math.floor(cpus().length / workers)),
+        ...(values.language ? { language: values.language } : {}),
+      });
+      const store = new ResultsStore(values.results ?? join(dataDir(), "results"));
+      try {
+        const summary = await runEvaluation({
+          transcriber,
+          modelName: model,
+          recipe: { id: "fp32", options: {} },
+          split: values.split,
+          utterances,
+          store,
+          workers,
+          force: values.force ?? false,
+          onProgress: (p) =>
+            process.stderr.write(`\r${p.done}/${p.total} utterances (${p.resumed} resumed)  ${p.utterancesPerSecond.toFixed(2)} utt/s  ETA ${Math.round(p.etaSeconds)} s  WER ${(100 * p.runningWer).toFixed(2)} %   `),
+        });
+        process.stderr.write("\n");
+        for (const w of store.warnings) console.error(`warning: ${w}`);
+        console.log(JSON.stringify({ key: summary.key, model, split: values.split, utterances: summary.spec.utterances, wer: summary.wer, cer: summary.cer, ...summary.timing }));
       } finally {
         await transcriber.close();
       }

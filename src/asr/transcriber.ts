@@ -5,7 +5,8 @@
 import { join } from "node:path";
 import { loadAudio, SAMPLE_RATE } from "../audio/decode.js";
 import { logMelSpectrogram, N_SAMPLES } from "../audio/mel.js";
-import { ensureOnnxModel } from "../model/build.js";
+import { ensureOnnxModel, MANIFEST_FILE, type ModelManifest } from "../model/build.js";
+import { readJson } from "../util/fs.js";
 import { readWhisperConfig, type WhisperConfig } from "../model/config.js";
 import { resolveModelDir, type FetchOptions } from "../hub/fetch-model.js";
 import { greedyDecode, readGenerationSettings, type DecoderStepper, type GenerationSettings, type GreedyOptions, type GreedyResult } from "./greedy.js";
@@ -42,6 +43,7 @@ export class Transcriber {
   private constructor(
     readonly modelDir: string,
     readonly onnxDir: string,
+    readonly weightsSha256: string,
     readonly config: WhisperConfig,
     readonly model: OnnxWhisper,
     readonly tokenizer: WhisperTokenizer,
@@ -56,8 +58,9 @@ export class Transcriber {
     const tokenizer = await WhisperTokenizer.load(modelDir);
     const generation = await readGenerationSettings(modelDir, tokenizer, config.maxTargetPositions);
     const onnxDir = options.onnxDir ?? (await ensureOnnxModel(modelDir)).dir;
+    const manifest = await readJson<ModelManifest>(join(onnxDir, MANIFEST_FILE));
     const runtime = await OnnxWhisper.load(onnxDir, config, options);
-    return new Transcriber(modelDir, onnxDir, config, runtime, tokenizer, generation, options);
+    return new Transcriber(modelDir, onnxDir, manifest.source.weightsSha256, config, runtime, tokenizer, generation, options);
   }
 
   async decodeFeatures(mel: Float32Array, options: GreedyOptions = {}): Promise<GreedyResult> {

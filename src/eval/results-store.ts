@@ -1,0 +1,159 @@
+/**
+ * The results store: a folder of JSON-lines files, appended one fsynced line at a time.
+ *   runs/<key>.jsonl   one line per finished utterance of a run (resume reads it back)
+ *   results.jsonl      one summary line per finished run
+ * A run's key hashes everything that defines it (model weights, recipe and options, split,
+ * utterance set, decoding settings, kit version), so a finished run is found, not recomputed.
+ * A crash can leave a truncated last line: it is dropped on reading (and reported), never an
+ * earlier line, and the file is cut back to its last complete line before the next append.
+ */
+import { createHash } from "node:crypto";
+import { mkdir, open, readFile, truncate } from "node:fs/promises";
+import { join } from "node:path";
+import { KitError } from "../util/errors.js";
+import { exists } from "../util/fs.js";
+import type { ErrorCounts } from "./wer.js";
+
+export interface RunSpec {
+  model: { name: string; weightsSha256: string };
+  recipe: { id: string; options: Record<string, unknown> };
+  split: string;
+  utteranceIds: string[];
+  decoding: Record<string, unknown>;
+  conditions: Record<string, unknown>; // e.g. { noise: "white:10" }
+  kitVersion: string;
+}
+
+export interface UtteranceResult {
+  id: string;
+  hypothesis: string; // as decoded
+  hypothesisNormalized: string;
+  referenceNormalized: string;
+  words: ErrorCounts;
+  chars: ErrorCounts;
+  audioSeconds: number;
+  tokens: number;
+}
+
+export interface RunSummary {
+  key: string;
+  spec: Omit<RunSpec, "utteranceIds"> & { utterances: number; utteranceIdsSha256: string };
+  wer: number;
+  cer: number;
+  words: ErrorCounts;
+  chars: ErrorCounts;
+  audioSeconds: number;
+  /** Measurements of this machine and moment; everything else is deterministic. */
+  timing: Record<string, number | string>;
+  finishedAt: string;
+}
+
+/** Canonical JSON (sorted keys), so equal specs hash equally. */
+function canonical(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonical).join(",")}]`;
+  if (value && typeof value === "object") {
+    return `{${Object.keys(value).sort().map((k) => `${JSON.stringify(k)}:${canonical((value as Record<string, unknown>)[k])}`).join(",")}}`;
+  }
+  return JSON.stringify(value);
+}
+
+export function runKey(spec: RunSpec): string {
+  return createHash("sha256").update(canonical(spec)).digest("hex").slice(0, 20);
+}
+
+export interface JsonlRead<T> {
+  records: T[];
+  truncatedTail: boolean; // a partial last line was found (and is ignored)
+  goodBytes: number; // length of the complete lines
+}
+
+/** Read a JSON-lines file; a damaged last line is a crash artefact, a damaged earlier line an error. */
+export async function readJsonl<T>(file: string): Promise<JsonlRead<T>> {
+  if (!(await exists(file))) return { records: [], truncatedTail: false, goodBytes: 0 };
+  const text = await readFile(file, "utf8");
+  const lines = text.split("\n");
+  const records: T[] = [];
+  let goodBytes = 0;
+  let truncatedTail = false;
+  for (let i = 0; i < lines.length; i++) {
+    const line = lines[i]!;
+    const isLast = i === lines.length - 1;
+    if (line === "") {
+      if (!isLast) goodBytes += 1;
+      continue;
+    }
+    try {
+      records.push(JSON.parse(line) as T);
+      if (isLast) {
+        truncatedTail = true; // valid JSON but no newline: the write did not finish; redo it
+        records.pop();
+      } else goodBytes += Buffer.byteLength(line) + 1;
+    } catch {
+      if (isLast) truncatedTail = true;
+      else {
+        throw new KitError(`line ${i + 1} of ${file} is not valid JSON`, { file, field: `line ${i + 1}`, fix: "the store was edited or damaged; remove that line (it will be recomputed) or the file" });
+      }
+    }
+  }
+  return { records, truncatedTail, goodBytes };
+}
+
+export class ResultsStore {
+  readonly warnings: string[] = [];
+  private readonly repaired = new Set<string>();
+
+  constructor(readonly dir: string) {}
+
+  private runFile(key: string): string {
+    return join(this.dir, "runs", `${key}.jsonl`);
+  }
+
+  get resultsFile(): string {
+    return join(this.dir, "results.jsonl");
+  }
+
+  /** Append one line durably; a crash mid-write leaves at most a partial last line. */
+  private async append(file: string, record: unknown): Promise<void> {
+    if (!this.repaired.has(file)) {
+      // Once per file and process: cut a partial last line from an earlier crash.
+      await mkdir(join(file, ".."), { recursive: true });
+      const read = await readJsonl<unknown>(file);
+      if (read.truncatedTail) {
+        await truncate(file, read.goodBytes);
+        this.warnings.push(`${file}: dropped a partial last line left by an interrupted write`);
+      }
+      this.repaired.add(file);
+    }
+    const handle = await open(file, "a");
+    try {
+      await handle.write(JSON.stringify(record) + "\n");
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+  }
+
+  async finishedUtterances(key: string): Promise<Map<string, UtteranceResult>> {
+    const read = await readJsonl<UtteranceResult>(this.runFile(key));
+    if (read.truncatedTail) this.warnings.push(`${this.runFile(key)}: a partial last line will be recomputed`);
+    return new Map(read.records.map((r) => [r.id, r]));
+  }
+
+  async appendUtterance(key: string, result: UtteranceResult): Promise<void> {
+    await this.append(this.runFile(key), result);
+  }
+
+  async summaries(): Promise<RunSummary[]> {
+    const read = await readJsonl<RunSummary>(this.resultsFile);
+    if (read.truncatedTail) this.warnings.push(`${this.resultsFile}: ignored a partial last line`);
+    return read.records;
+  }
+
+  async summary(key: string): Promise<RunSummary | undefined> {
+    return (await this.summaries()).findLast((s) => s.key === key);
+  }
+
+  async appendSummary(summary: RunSummary): Promise<void> {
+    await this.append(this.resultsFile, summary);
+  }
+}

@@ -1,0 +1,91 @@
+/**
+ * LibriSpeech on disk: <root>/<split>/<speaker>/<chapter>/<speaker>-<chapter>-<utt>.flac with one
+ * <speaker>-<chapter>.trans.txt per chapter ("<utt-id> <UPPER CASE TRANSCRIPT>"). The manifest
+ * lists a split's utterances sorted by utterance id, which fixes the study's calibration cut.
+ */
+import { open, readdir, readFile, stat } from "node:fs/promises";
+import { join } from "node:path";
+import { KitError } from "../util/errors.js";
+import { exists } from "../util/fs.js";
+
+export interface Utterance {
+  id: string; // "1089-134686-0000"
+  path: string; // absolute or root-relative path of the FLAC file
+  duration: number; // seconds, from the FLAC header
+  transcript: string; // as in .trans.txt (upper case, no punctuation)
+}
+
+export const LIBRISPEECH_SPLITS = ["test-clean", "test-other", "dev-clean", "dev-other", "train-clean-100", "train-clean-360", "train-other-500", "train-clean-5", "dev-clean-2"];
+
+/** Duration of a FLAC file from STREAMINFO (total samples / sample rate), without decoding. */
+export async function flacDuration(file: string): Promise<number> {
+  const handle = await open(file, "r").catch((err) => {
+    throw new KitError(`the manifest points at ${file}, which cannot be opened`, { file, fix: "the split is incomplete; fetch or extract it again" }, err);
+  });
+  try {
+    const head = new Uint8Array(42);
+    const { bytesRead } = await handle.read(head, 0, 42, 0);
+    if (bytesRead < 42 || new TextDecoder("latin1").decode(head.subarray(0, 4)) !== "fLaC") {
+      throw new KitError(`${file} is not a FLAC file`, { file, fix: "the split is damaged; fetch or extract it again" });
+    }
+    const v = new DataView(head.buffer);
+    // STREAMINFO body starts at byte 8: sample rate (20 bits) at bit 80, total samples (36 bits) at bit 108.
+    const sampleRate = (v.getUint32(18) >>> 12) & 0xfffff;
+    const totalSamples = (v.getUint8(21) & 0x0f) * 2 ** 32 + v.getUint32(22);
+    if (sampleRate === 0) throw new KitError(`${file} has a zero sample rate`, { file, field: "STREAMINFO", fix: "the file is damaged" });
+    return totalSamples / sampleRate;
+  } finally {
+    await handle.close();
+  }
+}
+
+/** Parse one .trans.txt: every non-empty line must be "<utt-id> <TRANSCRIPT>". */
+export function parseTranscripts(text: string, file: string): Array<{ id: string; transcript: string }> {
+  const out: Array<{ id: string; transcript: string }> = [];
+  text.split("\n").forEach((raw, index) => {
+    const line = raw.replace(/\r$/, "");
+    if (line.trim() === "") return;
+    const m = /^(\d+-\d+-\d+) (.+)$/.exec(line);
+    if (!m) {
+      throw new KitError(`line ${index + 1} of ${file} is not '<speaker>-<chapter>-<utterance> <TRANSCRIPT>': ${JSON.stringify(line.slice(0, 80))}`, {
+        file,
+        field: `line ${index + 1}`,
+        fix: "repair or re-extract the transcript file",
+      });
+    }
+    out.push({ id: m[1]!, transcript: m[2]!.trim() });
+  });
+  return out;
+}
+
+/** Every utterance of `<root>/<split>`, sorted by id; durations from the FLAC headers. */
+export async function buildManifest(root: string, split: string): Promise<Utterance[]> {
+  const dir = join(root, split);
+  if (!(await exists(dir))) {
+    const available = (await exists(root)) ? (await readdir(root, { withFileTypes: true })).filter((d) => d.isDirectory()).map((d) => d.name) : [];
+    throw new KitError(`no split '${split}' under ${root}`, {
+      file: dir,
+      field: "--split",
+      fix: available.length ? `available here: ${available.join(", ")}` : "point --librispeech-dir at a LibriSpeech folder, or run ptq fetch librispeech <split>",
+    });
+  }
+  const utterances: Utterance[] = [];
+  for (const speaker of (await readdir(dir)).sort()) {
+    const speakerDir = join(dir, speaker);
+    if (!(await stat(speakerDir)).isDirectory()) continue;
+    for (const chapter of (await readdir(speakerDir)).sort()) {
+      const chapterDir = join(speakerDir, chapter);
+      if (!(await stat(chapterDir)).isDirectory()) continue;
+      const transFile = join(chapterDir, `${speaker}-${chapter}.trans.txt`);
+      if (!(await exists(transFile))) continue;
+      for (const { id, transcript } of parseTranscripts(await readFile(transFile, "utf8"), transFile)) {
+        const path = join(chapterDir, `${id}.flac`);
+        utterances.push({ id, path, duration: await flacDuration(path), transcript });
+      }
+    }
+  }
+  if (utterances.length === 0) {
+    throw new KitError(`split '${split}' under ${root} holds no utterances`, { file: dir, field: "--split", fix: "the folder is empty or lacks .trans.txt files; extract the split again" });
+  }
+  return utterances.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+}
