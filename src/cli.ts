@@ -6,7 +6,9 @@
  *   ptq transcribe --model <id|dir> [--language en|auto|..] [--threads N] FILE...
  *   ptq import ct2 <folder|model.bin|part>... --out DIR [--assets DIR]
   ptq eval --model <id|dir> --split <name> [--librispeech-dir DIR] [--limit N] [--full] [--shard i/n]
-           [--workers K] [--threads N] [--results DIR] [--force]
+           [--workers K] [--threads N] [--results DIR] [--force] [--noise white|babble:<snr dB>]
+  ptq grid --config grid.json [--shard i/n] [--workers K] [--results DIR] [--force]
+  ptq merge STORE... --out STORE
   ptq synth --out DIR [--d-model N --layers N --heads N --seed N]
  */
 import { parseArgs } from "node:util";
@@ -19,15 +21,18 @@ import { writeSyntheticWhisper } from "./model/synthetic.js";
 import { KitError } from "./util/errors.js";
 import { dataDir, sharedDataDir } from "./util/fs.js";
 import { cpus } from "node:os";
-import { buildManifest } from "./hub/librispeech.js";
+import { fetchLibriSpeech } from "./hub/librispeech.js";
+import { readGrid, runJob, type EvalJob } from "./eval/jobs.js";
+import { parseNoise } from "./eval/noise.js";
 import { ResultsStore } from "./eval/results-store.js";
-import { runEvaluation } from "./eval/runner.js";
-import { evaluationPart, parseShard, type Selection } from "./eval/splits.js";
+import { mergeStores } from "./eval/runner.js";
+import { parseShard, type Selection } from "./eval/splits.js";
 
 const USAGE = `usage:
   ptq fetch model <org/name> [--revision REV] [--hub-url URL]
+  ptq fetch librispeech test-clean|test-other [--mirror-url URL]
   ptq build --model <id|dir> [--out DIR]
-  ptq transcribe --model <id|dir> [--language en|auto|<code>] [--threads N] [--no-cache] FILE...
+  ptq transcribe --model <id|dir> [--language en|auto|<code>] [--threads N] [--no-cache] [--json] FILE...
   ptq synth --out DIR [--d-model 64] [--layers 2] [--heads 2] [--seed 0] [--assets DIR]
 
 --hub-url (or HF_ENDPOINT) points at a hub mirror; a model may always be a local folder.`;
@@ -68,8 +73,17 @@ async function main(argv: string[]): Promise<number> {
   }
   switch (command) {
     case "fetch": {
-      const { values, positionals } = parseArgs({ args: rest, options: COMMON, allowPositionals: true });
-      if (positionals[0] !== "model" || !positionals[1]) throw new KitError("usage: ptq fetch model <org/name>", { fix: USAGE });
+      const { values, positionals } = parseArgs({ args: rest, options: { ...COMMON, "mirror-url": { type: "string" } }, allowPositionals: true });
+      if (positionals[0] === "librispeech" && positionals[1]) {
+        const libri = await fetchLibriSpeech(positionals[1], {
+          ...(values["mirror-url"] ? { mirrorUrl: values["mirror-url"] } : {}),
+          ...(process.stderr.isTTY ? { onProgress: (b: number, t: number) => process.stderr.write(`\r${positionals[1]}: ${(b / 1e6).toFixed(1)} / ${(t / 1e6).toFixed(1)} MB`) } : {}),
+        });
+        if (process.stderr.isTTY) process.stderr.write("\n");
+        console.log(join(libri, positionals[1]));
+        return 0;
+      }
+      if (positionals[0] !== "model" || !positionals[1]) throw new KitError("usage: ptq fetch model <org/name> | ptq fetch librispeech <split>", { fix: USAGE });
       const dir = await fetchModel(positionals[1], hubOptions(values));
       if (process.stderr.isTTY) process.stderr.write("\n");
       console.log(dir);
@@ -87,7 +101,7 @@ async function main(argv: string[]): Promise<number> {
     case "transcribe": {
       const { values, positionals } = parseArgs({
         args: rest,
-        options: { ...COMMON, language: { type: "string" }, threads: { type: "string" }, "no-cache": { type: "boolean" } },
+        options: { ...COMMON, language: { type: "string" }, threads: { type: "string" }, "no-cache": { type: "boolean" }, json: { type: "boolean" } },
         allowPositionals: true,
       });
       if (positionals.length === 0) throw new KitError("no audio files given", { fix: "ptq transcribe --model <id|dir> FILE..." });
@@ -100,18 +114,21 @@ async function main(argv: string[]): Promise<number> {
       try {
         for (const file of positionals) {
           const result = await transcriber.transcribeFile(file);
-          console.log(`${file}\t${result.text}`);
+          if (values.json) console.log(JSON.stringify({ file, text: result.text, tokens: result.tokens, language: result.language, finished: result.finished, truncated: result.truncated }));
+          else console.log(`${file}\t${result.text}`);
         }
       } finally {
         await transcriber.close();
       }
       return 0;
     }
-    case "eval": {
+    case "eval":
+    case "grid": {
       const { values } = parseArgs({
         args: rest,
         options: {
           ...COMMON,
+          config: { type: "string" },
           split: { type: "string" },
           recipe: { type: "string", default: "fp32" },
           "librispeech-dir": { type: "string" },
@@ -123,44 +140,54 @@ async function main(argv: string[]): Promise<number> {
           results: { type: "string" },
           force: { type: "boolean" },
           language: { type: "string" },
+          noise: { type: "string" },
         },
       });
-      if (!values.split) throw new KitError("--split is required", { field: "--split", fix: "e.g. --split test-clean" });
-      if (values.recipe !== "fp32") throw new KitError(`unknown recipe '${values.recipe}'`, { field: "--recipe", fix: "recipes available so far: fp32" });
-      const root = values["librispeech-dir"] ?? join(dataDir(), "librispeech", "LibriSpeech");
-      const manifest = await buildManifest(root, values.split);
-      const selection: Selection = { full: values.full ?? false };
-      if (values.limit !== undefined) selection.limit = positiveInt(values.limit, "--limit");
-      if (values.shard !== undefined) selection.shard = parseShard(values.shard);
-      const utterances = evaluationPart(manifest, selection);
-      if (utterances.length === 0) throw new KitError(`the selection from ${values.split} is empty`, { field: "--limit", fix: "raise --limit or use --full" });
       const workers = values.workers ? positiveInt(values.workers, "--workers") : 1;
-      const model = requireModel(values.model);
-      const transcriber = await Transcriber.load(model, {
-        hub: hubOptions(values),
-        threads: values.threads ? Number(values.threads) : Math.max(1, Math.floor(cpus().length / workers)),
-        ...(values.language ? { language: values.language } : {}),
-      });
-      const store = new ResultsStore(values.results ?? join(dataDir(), "results"));
-      try {
-        const summary = await runEvaluation({
-          transcriber,
-          modelName: model,
-          recipe: { id: "fp32", options: {} },
-          split: values.split,
-          utterances,
-          store,
-          workers,
-          force: values.force ?? false,
-          onProgress: (p) =>
-            process.stderr.write(`\r${p.done}/${p.total} utterances (${p.resumed} resumed)  ${p.utterancesPerSecond.toFixed(2)} utt/s  ETA ${Math.round(p.etaSeconds)} s  WER ${(100 * p.runningWer).toFixed(2)} %   `),
-        });
-        process.stderr.write("\n");
-        for (const w of store.warnings) console.error(`warning: ${w}`);
-        console.log(JSON.stringify({ key: summary.key, model, split: values.split, utterances: summary.spec.utterances, wer: summary.wer, cer: summary.cer, ...summary.timing }));
-      } finally {
-        await transcriber.close();
+      const shard = values.shard !== undefined ? parseShard(values.shard) : undefined;
+      let jobs: EvalJob[];
+      if (command === "grid") {
+        if (!values.config) throw new KitError("--config is required", { field: "--config", fix: "ptq grid --config grid.json (see README)" });
+        jobs = await readGrid(values.config);
+      } else {
+        if (!values.split) throw new KitError("--split is required", { field: "--split", fix: "e.g. --split test-clean" });
+        const selection: Selection = { full: values.full ?? false };
+        if (values.limit !== undefined) selection.limit = positiveInt(values.limit, "--limit");
+        jobs = [{ model: requireModel(values.model), recipe: values.recipe ?? "fp32", split: values.split, selection, ...(values.noise ? { noise: parseNoise(values.noise) } : {}) }];
       }
+      const store = new ResultsStore(values.results ?? join(dataDir(), "results"));
+      const transcribers = new Map<string, Transcriber>();
+      try {
+        for (const [i, job] of jobs.entries()) {
+          const outcome = await runJob(
+            { ...job, workers, force: values.force ?? false, ...(shard ? { shard } : {}), ...(values["librispeech-dir"] ? { librispeechDir: values["librispeech-dir"] } : {}) },
+            {
+              store,
+              transcribers,
+              transcriberOptions: {
+                hub: hubOptions(values),
+                threads: values.threads ? Number(values.threads) : Math.max(1, Math.floor(cpus().length / workers)),
+                ...(values.language ? { language: values.language } : {}),
+              },
+              onProgress: (j, p) =>
+                process.stderr.write(`\r[${i + 1}/${jobs.length}] ${j.model} ${j.recipe} ${j.split}${j.noise ? ` ${j.noise.kind}:${j.noise.snrDb}dB` : ""}: ${p.done}/${p.total} (${p.resumed} resumed)  ${p.utterancesPerSecond.toFixed(2)} utt/s  ETA ${Math.round(p.etaSeconds)} s  WER ${(100 * p.runningWer).toFixed(2)} %   `),
+            },
+          );
+          process.stderr.write("\n");
+          const s = outcome.summary;
+          console.log(JSON.stringify(s ? { key: s.key, model: job.model, recipe: job.recipe, split: job.split, conditions: s.spec.conditions, utterances: s.spec.utterances, wer: s.wer, cer: s.cer, ...s.timing } : { key: outcome.key, model: job.model, split: job.split, partial: `${outcome.done}/${outcome.total} utterances (other shards pending; ptq merge joins them)` }));
+        }
+      } finally {
+        for (const t of transcribers.values()) await t.close();
+        for (const w of store.warnings) console.error(`warning: ${w}`);
+      }
+      return 0;
+    }
+    case "merge": {
+      const { values, positionals } = parseArgs({ args: rest, options: { out: { type: "string" } }, allowPositionals: true });
+      if (!values.out || positionals.length === 0) throw new KitError("usage: ptq merge STORE... --out STORE", { field: "--out", fix: "name the shard stores and the store to merge into" });
+      const result = await mergeStores(positionals.map((d) => new ResultsStore(d)), new ResultsStore(values.out));
+      console.log(`${result.runs} runs merged into ${values.out}; ${result.completed} completed by the merge`);
       return 0;
     }
     case "import": {

@@ -71,7 +71,7 @@ describe("results store", () => {
   it("drops a truncated last line left by a crash, keeps everything before it, and appends cleanly", async () => {
     const dir = await tempDir();
     const store = new ResultsStore(dir);
-    const rec = (id: string) => ({ id, hypothesis: "x", hypothesisNormalized: "x", referenceNormalized: "x", words: { substitutions: 0, deletions: 0, insertions: 0, hits: 1, referenceLength: 1 }, chars: { substitutions: 0, deletions: 0, insertions: 0, hits: 1, referenceLength: 1 }, audioSeconds: 1, tokens: 1 });
+    const rec = (id: string) => ({ id, hypothesis: "x", hypothesisNormalized: "x", referenceNormalized: "x", words: { substitutions: 0, deletions: 0, insertions: 0, hits: 1, referenceLength: 1 }, chars: { substitutions: 0, deletions: 0, insertions: 0, hits: 1, referenceLength: 1 }, audioSeconds: 1, tokens: 1, seconds: 0.1 });
     await store.appendUtterance("k", rec("a"));
     await store.appendUtterance("k", rec("b"));
     await appendFile(join(dir, "runs", "k.jsonl"), '{"id":"c","hypoth'); // killed mid-write
@@ -112,8 +112,9 @@ describe("an evaluation run", () => {
     utterances = await buildManifest(root, "mini");
   });
 
-  const deterministic = (s: RunSummary) => {
-    const { timing: _t, finishedAt: _f, ...rest } = s;
+  const deterministic = (outcome: { summary: RunSummary | null }) => {
+    assert.ok(outcome.summary, "the run finished");
+    const { timing: _t, finishedAt: _f, ...rest } = outcome.summary;
     return rest;
   };
 
@@ -154,6 +155,7 @@ describe("an evaluation run", () => {
     const cached = await runEvaluation({ ...base, store: new ResultsStore(dir), transformAudio: (x) => (again++, x) });
     assert.equal(again, 0);
     assert.equal(cached.key, resumed.key);
+    assert.equal(cached.summary?.finishedAt, resumed.summary?.finishedAt);
   });
 
   it("two workers give the same results as one", async () => {

