@@ -87,6 +87,12 @@ describe("sharded runs", () => {
     const merged = await target.summary(whole.key);
     assert.ok(merged && whole.summary);
     assert.deepEqual(deterministic(merged), deterministic(whole.summary));
+    // model size, as the study reports it: fp32 parameters, no compression, files larger than the parameters
+    const size = whole.summary.size!;
+    assert.equal(size.parameterBytes, transcriber.manifest.parameterBytes);
+    assert.equal(size.compression, 0);
+    assert.ok(size.onDiskBytes > size.parameterBytes);
+    assert.deepEqual(Object.keys(size.files).sort(), ["decoder.onnx", "decoder.onnx.data", "encoder.onnx", "encoder.onnx.data"]);
     assert.deepEqual(await mergeStores([a, b], target), { runs: 1, completed: 0 }, "merging again adds nothing");
   });
 });

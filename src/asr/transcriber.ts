@@ -43,7 +43,7 @@ export class Transcriber {
   private constructor(
     readonly modelDir: string,
     readonly onnxDir: string,
-    readonly weightsSha256: string,
+    readonly manifest: ModelManifest,
     readonly config: WhisperConfig,
     readonly model: OnnxWhisper,
     readonly tokenizer: WhisperTokenizer,
@@ -60,7 +60,11 @@ export class Transcriber {
     const onnxDir = options.onnxDir ?? (await ensureOnnxModel(modelDir)).dir;
     const manifest = await readJson<ModelManifest>(join(onnxDir, MANIFEST_FILE));
     const runtime = await OnnxWhisper.load(onnxDir, config, options);
-    return new Transcriber(modelDir, onnxDir, manifest.source.weightsSha256, config, runtime, tokenizer, generation, options);
+    return new Transcriber(modelDir, onnxDir, manifest, config, runtime, tokenizer, generation, options);
+  }
+
+  get weightsSha256(): string {
+    return this.manifest.source.weightsSha256;
   }
 
   async decodeFeatures(mel: Float32Array, options: GreedyOptions = {}): Promise<GreedyResult> {

@@ -36,6 +36,15 @@ export interface UtteranceResult {
   seconds: number; // processing time of this utterance (audio loading to text)
 }
 
+/** Model size as the study reports it, from the graphs' manifest. */
+export interface ModelSize {
+  files: Record<string, number>; // bytes on disk per file (graphs and their external data)
+  onDiskBytes: number;
+  parameterBytes: number; // what the parameters take (the study's 'model size', like a state_dict)
+  fp32ParameterBytes: number; // the same parameters at fp32
+  compression: number; // 1 - parameterBytes / fp32ParameterBytes
+}
+
 export interface RunSummary {
   key: string;
   spec: Omit<RunSpec, "utteranceIds"> & { utterances: number; utteranceIdsSha256: string };
@@ -44,6 +53,7 @@ export interface RunSummary {
   words: ErrorCounts;
   chars: ErrorCounts;
   audioSeconds: number;
+  size: ModelSize | null;
   /** Measurements of this machine and moment; everything else is deterministic. */
   timing: Record<string, number | string>;
   finishedAt: string;
@@ -135,9 +145,17 @@ export class ResultsStore {
   }
 
   /** The full spec of a run, written when it starts, so that merge can summarize shards. */
-  async writeSpec(key: string, spec: RunSpec): Promise<void> {
+  async writeSpec(key: string, spec: RunSpec, size: ModelSize | null = null): Promise<void> {
     const file = join(this.dir, "runs", `${key}.spec.json`);
     if (!(await exists(file))) await writeJsonAtomic(file, spec);
+    const sizeFile = join(this.dir, "runs", `${key}.size.json`);
+    if (size && !(await exists(sizeFile))) await writeJsonAtomic(sizeFile, size);
+  }
+
+  /** The model size recorded when a run (or one of its shards) started. */
+  async summaryOrSize(key: string): Promise<ModelSize | null> {
+    const file = join(this.dir, "runs", `${key}.size.json`);
+    return (await exists(file)) ? readJson<ModelSize>(file) : ((await this.summary(key))?.size ?? null);
   }
 
   async readSpec(key: string): Promise<RunSpec | undefined> {

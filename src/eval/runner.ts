@@ -12,7 +12,8 @@ import type { Transcriber } from "../asr/transcriber.js";
 import type { Utterance } from "../hub/librispeech.js";
 import { repoRoot } from "../util/fs.js";
 import { EnglishTextNormalizer } from "./normalizers.js";
-import { ResultsStore, runKey, type RunSpec, type RunSummary, type UtteranceResult } from "./results-store.js";
+import { ResultsStore, runKey, type ModelSize, type RunSpec, type RunSummary, type UtteranceResult } from "./results-store.js";
+import type { ModelManifest } from "../model/build.js";
 import { evaluationPart, type Selection } from "./splits.js";
 import { addCounts, align, characters, countsOf, emptyCounts, errorRate, words } from "./wer.js";
 
@@ -73,8 +74,20 @@ export function specFor(request: EvalRequest): RunSpec {
   };
 }
 
+/** What the study calls model size: bytes on disk per graph file, and the bytes the parameters take. */
+export function sizeOf(manifest: ModelManifest): ModelSize {
+  const fp32ParameterBytes = manifest.parameters.reduce((a, p) => a + 4 * p.shape.reduce((x, y) => x * y, 1), 0);
+  return {
+    files: Object.fromEntries(manifest.files.map((f) => [f.file, f.bytes])),
+    onDiskBytes: manifest.files.reduce((a, f) => a + f.bytes, 0),
+    parameterBytes: manifest.parameterBytes,
+    fp32ParameterBytes,
+    compression: 1 - manifest.parameterBytes / fp32ParameterBytes,
+  };
+}
+
 /** The summary of a finished run from its utterance records (also what `merge` computes). */
-export function summarize(key: string, spec: RunSpec, records: Map<string, UtteranceResult>, timing: Record<string, number | string>): RunSummary {
+export function summarize(key: string, spec: RunSpec, records: Map<string, UtteranceResult>, timing: Record<string, number | string>, size: ModelSize | null): RunSummary {
   let wordsTotal = emptyCounts();
   let charsTotal = emptyCounts();
   let audioSeconds = 0;
@@ -95,6 +108,7 @@ export function summarize(key: string, spec: RunSpec, records: Map<string, Utter
     words: wordsTotal,
     chars: charsTotal,
     audioSeconds,
+    size,
     // Per-utterance seconds survive resume and merge; wall-clock figures describe the last process.
     timing: { utteranceSeconds: seconds, rtf: seconds / audioSeconds, rtfx: audioSeconds / seconds, ...timing },
     finishedAt: new Date().toISOString(),
@@ -110,7 +124,7 @@ export async function runEvaluation(request: EvalRequest): Promise<RunOutcome> {
     const finished = await store.summary(key);
     if (finished) return { key, summary: finished, done: total, total };
   }
-  await store.writeSpec(key, spec);
+  await store.writeSpec(key, spec, sizeOf(request.transcriber.manifest));
   const normalizer = await EnglishTextNormalizer.load(request.transcriber.modelDir);
   const done = request.force ? new Map<string, UtteranceResult>() : await store.finishedUtterances(key);
   const resumed = done.size;
@@ -168,7 +182,7 @@ export async function runEvaluation(request: EvalRequest): Promise<RunOutcome> {
     lastProcessRtfx: timedAudio > 0 ? timedAudio / wallSeconds : NaN,
     workers,
     peakRssMB: peakRssMB(),
-  });
+  }, sizeOf(request.transcriber.manifest));
   await store.appendSummary(summary);
   return { key, summary, done: total, total };
 }
@@ -187,10 +201,11 @@ export async function mergeStores(sources: ResultsStore[], target: ResultsStore)
       for (const [id, r] of await s.finishedUtterances(key)) if (!records.has(id)) records.set(id, r);
     }
     if (!spec) continue;
-    await target.writeSpec(key, spec);
+    const size = (await Promise.all(sources.map((s) => s.summaryOrSize(key)))).find((x) => x) ?? null;
+    await target.writeSpec(key, spec, size);
     for (const [id, r] of records) if (!before.has(id)) await target.appendUtterance(key, r);
     if (spec.utteranceIds.every((id) => records.has(id)) && !(await target.summary(key))) {
-      await target.appendSummary(summarize(key, spec, records, { mergedFrom: sources.length }));
+      await target.appendSummary(summarize(key, spec, records, { mergedFrom: sources.length }, size));
       completed++;
     }
   }
