@@ -1,0 +1,298 @@
+/**
+ * The weight quantizers of the four libraries, on a weight in Hugging Face layout [out, in]
+ * (row-major). Each returns what the library stores: integer codes, scales, zero points, with the
+ * library's grouping and rounding, so that codes are identical to the library's on the same tensor.
+ */
+import { clamp, f, FLOAT32_EPS, fromFloat8E4M3 as fromFloat8, roundHalfEven, toFloat8E4M3 } from "./float32.js";
+
+export interface Weight {
+  data: Float32Array; // [rows, cols] row-major
+  rows: number; // out features
+  cols: number; // in features
+}
+
+/** Codes with one scale (and zero point) per group of `groupSize` consecutive elements of a row. */
+export interface QuantizedWeight {
+  codes: Int32Array; // one per weight element, row-major like the weight
+  scales: Float32Array; // one per group, row-major over [rows, cols / groupSize]
+  zeros: Float32Array | null; // one per group, in the scheme's own convention (see `dequantize`)
+  groupSize: number; // elements per group along a row (cols for per-channel, rows*cols for per-tensor)
+  bits: number;
+  /** code -> value: scale * (code - zero) for "affine", scale * code - zero for "shift", code * scale for "symmetric". */
+  convention: "symmetric" | "affine" | "shift" | "float8" | "codebook";
+  codebook?: Float32Array; // for NF4/FP4: value = codebook[code] * scale
+}
+
+function groupsOf(w: Weight, groupSize: number): number {
+  if (w.cols % groupSize !== 0 && groupSize !== w.rows * w.cols) throw new Error(`group size ${groupSize} does not divide ${w.cols} input features`);
+  return (w.rows * w.cols) / groupSize;
+}
+
+/** Dequantize to fp32 (float32 arithmetic, as the libraries do). */
+export function dequantize(q: QuantizedWeight): Float32Array {
+  const out = new Float32Array(q.codes.length);
+  for (let i = 0; i < out.length; i++) {
+    const g = Math.floor(i / q.groupSize);
+    const s = q.scales[g]!;
+    const c = q.codes[i]!;
+    switch (q.convention) {
+      case "symmetric":
+        out[i] = f(c * s);
+        break;
+      case "affine":
+        out[i] = f(f(c - q.zeros![g]!) * s);
+        break;
+      case "shift":
+        out[i] = f(f(c * s) - q.zeros![g]!);
+        break;
+      case "float8":
+        out[i] = f(fromFloat8(c) * s);
+        break;
+      case "codebook":
+        out[i] = f(q.codebook![c]! * s);
+        break;
+    }
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// PyTorch: torch.ao.quantization.quantize_dynamic weights (MinMaxObserver, qint8, symmetric)
+
+/**
+ * qint8 symmetric: scale = max(|min|, |max|) / 127.5 (the observer's (qmax - qmin) / 2), at least
+ * float32 eps; code = clamp(round(w / scale), -128, 127) (ATen's quantize_val: nearbyint).
+ * Per tensor (quantize_dynamic's default) or per output channel (per_channel_dynamic_qconfig).
+ */
+export function quantizeTorchInt8(w: Weight, granularity: "per_tensor" | "per_channel"): QuantizedWeight {
+  const groupSize = granularity === "per_tensor" ? w.rows * w.cols : w.cols;
+  const groups = groupsOf(w, groupSize);
+  const scales = new Float32Array(groups);
+  const codes = new Int32Array(w.data.length);
+  for (let g = 0; g < groups; g++) {
+    let amax = 0;
+    for (let i = g * groupSize; i < (g + 1) * groupSize; i++) amax = Math.max(amax, Math.abs(w.data[i]!));
+    const scale = Math.max(f(amax / 127.5), FLOAT32_EPS);
+    scales[g] = scale;
+    const inv = f(1 / scale);
+    for (let i = g * groupSize; i < (g + 1) * groupSize; i++) codes[i] = clamp(roundHalfEven(f(w.data[i]! * inv)), -128, 127);
+  }
+  return { codes, scales, zeros: null, groupSize, bits: 8, convention: "symmetric" };
+}
+
+/**
+ * PyTorch's dynamic activation quantization on x86 (fbgemm, reduce_range): quint8 in [0, 127],
+ * min/max of the batch widened to include 0, scale = (max - min) / 127, zero point nudged to an
+ * integer (ATen's ChooseQuantizationParams), code = clamp(round(x / scale) + zp, 0, 127).
+ */
+export function chooseActivationParams(min: number, max: number, qmin = 0, qmax = 127): { scale: number; zeroPoint: number } {
+  min = Math.min(min, 0);
+  max = Math.max(max, 0);
+  let scale = (max - min) / (qmax - qmin); // double, as ATen computes it
+  if (f(scale) === 0 || !Number.isFinite(1 / f(scale))) scale = 0.1;
+  const fromMin = qmin - min / scale;
+  const fromMax = qmax - max / scale;
+  const fromMinError = Math.abs(qmin) - Math.abs(min / scale);
+  const fromMaxError = Math.abs(qmax) - Math.abs(max / scale);
+  const initial = fromMinError < fromMaxError ? fromMin : fromMax;
+  const zeroPoint = initial < qmin ? qmin : initial > qmax ? qmax : roundHalfEven(initial);
+  return { scale: f(scale), zeroPoint };
+}
+
+// ---------------------------------------------------------------------------------------------
+// optimum-quanto: quantize(model, weights=...) then freeze()
+
+/** quanto's group size for int2/int4: 128, reduced by 32 until it divides in_features (min 32); else per-axis. */
+export function quantoGroupSize(inFeatures: number): number | null {
+  let groupSize = 128;
+  if (inFeatures <= groupSize) return null;
+  while (inFeatures % groupSize !== 0 && groupSize > 32) groupSize -= 32;
+  return inFeatures % groupSize === 0 ? groupSize : null;
+}
+
+/** int8 / float8 e4m3fn: symmetric per output channel, scale = absmax / qmax (127 or 448). */
+export function quantizeQuantoSymmetric(w: Weight, qtype: "int8" | "float8"): QuantizedWeight {
+  const qmax = qtype === "int8" ? 127 : 448;
+  const scales = new Float32Array(w.rows);
+  const codes = new Int32Array(w.data.length);
+  for (let r = 0; r < w.rows; r++) {
+    let amax = 0;
+    for (let c = 0; c < w.cols; c++) amax = Math.max(amax, Math.abs(w.data[r * w.cols + c]!));
+    const scale = f(amax / qmax);
+    scales[r] = scale;
+    for (let c = 0; c < w.cols; c++) {
+      const x = f(w.data[r * w.cols + c]! / scale);
+      codes[r * w.cols + c] = qtype === "int8" ? clamp(roundHalfEven(x), -128, 127) : toFloat8E4M3(x);
+    }
+  }
+  return { codes, scales, zeros: null, groupSize: w.cols, bits: 8, convention: qtype === "int8" ? "symmetric" : "float8" };
+}
+
+/**
+ * int4 / int2: affine per group along the input features (quanto's MaxOptimizer): scale =
+ * (max - min) / (2^bits - 1), shift = -min, code = clamp(round((w + shift) / scale), 0, 2^bits - 1),
+ * value = code * scale - shift.
+ */
+export function quantizeQuantoAffine(w: Weight, bits: 2 | 4, groupSize: number | null = quantoGroupSize(w.cols)): QuantizedWeight {
+  const size = groupSize ?? w.cols;
+  const groups = groupsOf(w, size);
+  const qmax = 2 ** bits - 1;
+  const scales = new Float32Array(groups);
+  const shifts = new Float32Array(groups);
+  const codes = new Int32Array(w.data.length);
+  for (let g = 0; g < groups; g++) {
+    let min = Infinity;
+    let max = -Infinity;
+    for (let i = g * size; i < (g + 1) * size; i++) {
+      min = Math.min(min, w.data[i]!);
+      max = Math.max(max, w.data[i]!);
+    }
+    const scale = f(f(max - min) / qmax);
+    const shift = -min;
+    scales[g] = scale;
+    shifts[g] = shift;
+    for (let i = g * size; i < (g + 1) * size; i++) codes[i] = clamp(roundHalfEven(f(f(w.data[i]! + shift) / scale)), 0, qmax);
+  }
+  return { codes, scales, zeros: shifts, groupSize: size, bits, convention: "shift" };
+}
+
+// ---------------------------------------------------------------------------------------------
+// HQQ: Quantizer.quantize(W, nbits, group_size=64, axis=1, optimize=True) on CPU (float32)
+
+export interface HqqOptions {
+  bits: 8 | 4 | 3 | 2 | 1;
+  groupSize?: number; // 64
+  axis?: 0 | 1; // 1: groups of consecutive elements along the input features
+  lpNorm?: number; // 0.7
+  beta?: number; // 10
+  iterations?: number; // 20
+}
+
+/**
+ * HQQ's half-quadratic solver (hqq 0.2.8, optimize_weights_proximal_legacy): starting from
+ * min/max affine parameters (zero = -min * scale with scale the inverse step), it alternates
+ *   W_q = clamp(round(W * scale + zero)), W_r = (W_q - zero) / scale,
+ *   W_e = shrink_lp(W - W_r) (a generalized soft threshold, lp norm 0.7, beta 10),
+ *   zero = mean(W_q - (W - W_e) * scale) per group,
+ * stopping when the mean absolute error stops decreasing (at most 20 steps). Stored as
+ * value = (code - zero) * step with step = 1 / scale. (kappa is not applied by this solver.)
+ */
+export function quantizeHqq(w: Weight, options: HqqOptions): QuantizedWeight {
+  const bits = options.bits;
+  const groupSize = options.groupSize ?? 64;
+  const axis = options.axis ?? 1;
+  const lp = options.lpNorm ?? 0.7;
+  const beta = options.beta ?? 10;
+  const iterations = options.iterations ?? 20;
+  const n = w.data.length;
+  if (n % groupSize !== 0) throw new Error(`group size ${groupSize} does not divide ${n} weights`);
+  const groups = n / groupSize;
+  const qmax = 2 ** bits - 1;
+  // Grouping: axis 1 reshapes to [-1, groupSize] (rows of consecutive elements); axis 0 to [groupSize, -1] (columns).
+  const index = (g: number, k: number) => (axis === 1 ? g * groupSize + k : k * groups + g);
+  const scale = new Float32Array(groups);
+  const zero = new Float32Array(groups);
+  for (let g = 0; g < groups; g++) {
+    let min = Infinity;
+    let max = -Infinity;
+    for (let k = 0; k < groupSize; k++) {
+      const v = w.data[index(g, k)]!;
+      min = Math.min(min, v);
+      max = Math.max(max, v);
+    }
+    const denom = f(max - min);
+    let s = f(qmax / denom);
+    if (Math.abs(denom) <= 1e-4) s = 1;
+    s = Math.min(s, 2e4);
+    scale[g] = s;
+    zero[g] = f(-min * s);
+  }
+  const quantizeAll = (codes: Float32Array) => {
+    for (let g = 0; g < groups; g++) {
+      for (let k = 0; k < groupSize; k++) {
+        const i = index(g, k);
+        codes[i] = clamp(roundHalfEven(f(f(w.data[i]! * scale[g]!) + zero[g]!)), 0, qmax);
+      }
+    }
+  };
+  const wq = new Float32Array(n);
+  let best = Infinity;
+  for (let it = 0; it < iterations; it++) {
+    quantizeAll(wq);
+    let errorSum = 0;
+    const newZero = new Float32Array(groups);
+    for (let g = 0; g < groups; g++) {
+      let acc = 0;
+      for (let k = 0; k < groupSize; k++) {
+        const i = index(g, k);
+        const wr = f(f(wq[i]! - zero[g]!) / scale[g]!);
+        const diff = f(w.data[i]! - wr);
+        const a = Math.abs(diff);
+        const shrunk = Math.max(0, f(a - f((1 / beta) * f(a ** (lp - 1)))));
+        const we = diff < 0 ? -shrunk : diff > 0 ? shrunk : 0;
+        acc += f(wq[i]! - f(f(w.data[i]! - f(we)) * scale[g]!));
+        errorSum += Math.abs(diff);
+      }
+      newZero[g] = f(acc / groupSize);
+    }
+    const error = errorSum / n; // the error of this step's W_r, before the zero update
+    zero.set(newZero);
+    if (error < best) best = error;
+    else break;
+  }
+  const codes = new Int32Array(n);
+  quantizeAll(wq);
+  // Re-lay codes and parameters row-major by group of the [rows, cols] weight for axis 1; axis 0 keeps HQQ's layout.
+  for (let i = 0; i < n; i++) codes[i] = wq[i]!;
+  const step = Float32Array.from(scale, (s) => f(1 / s));
+  return { codes, scales: step, zeros: zero, groupSize: axis === 1 ? groupSize : n / groups, bits, convention: "affine" };
+}
+
+// ---------------------------------------------------------------------------------------------
+// bitsandbytes: quantize_4bit (blocks of 64 over the flattened weight, absmax scaling)
+
+/** bitsandbytes' 4-bit codebooks (get_4bit_type), exact float32 values. */
+export const NF4_CODE = Float32Array.from([
+  -1.0, -0.6961928009986877, -0.5250730514526367, -0.39491748809814453, -0.28444138169288635, -0.18477343022823334, -0.09105003625154495, 0.0,
+  0.07958029955625534, 0.16093020141124725, 0.24611230194568634, 0.33791524171829224, 0.44070982933044434, 0.5626170039176941, 0.7229568362236023, 1.0,
+]);
+export const FP4_CODE = Float32Array.from([
+  0, 0.005208333333333333, 0.6666666666666666, 1, 0.3333333333333333, 0.5, 0.16666666666666666, 0.25,
+  0, -0.005208333333333333, -0.6666666666666666, -1, -0.3333333333333333, -0.5, -0.16666666666666666, -0.25,
+]);
+
+/**
+ * scaled = clamp(w * (1 / absmax), -1, 1) per block; code = the bucket of `scaled` among the
+ * midpoints of the sorted codebook (torch.bucketize: a tie goes to the lower bucket), mapped back
+ * to the codebook's own order. Returns codes (one per element) and one absmax per block.
+ */
+export function quantizeBnb4(w: Weight, quantType: "nf4" | "fp4", blockSize = 64): QuantizedWeight {
+  const code = quantType === "nf4" ? NF4_CODE : FP4_CODE;
+  const order = [...code.keys()].sort((a, b) => code[a]! - code[b]! || a - b);
+  const bounds = order.slice(0, -1).map((o, i) => f((code[o]! + code[order[i + 1]!]!) / 2));
+  const n = w.data.length;
+  const blocks = Math.ceil(n / blockSize);
+  const absmax = new Float32Array(blocks);
+  const codes = new Int32Array(n);
+  for (let b = 0; b < blocks; b++) {
+    const end = Math.min(n, (b + 1) * blockSize);
+    let amax = 0;
+    for (let i = b * blockSize; i < end; i++) amax = Math.max(amax, Math.abs(w.data[i]!));
+    absmax[b] = amax;
+    const inv = f(1 / Math.max(amax, 1e-38));
+    for (let i = b * blockSize; i < end; i++) {
+      const scaled = clamp(f(w.data[i]! * inv), -1, 1);
+      let bucket = 0;
+      while (bucket < bounds.length && bounds[bucket]! < scaled) bucket++;
+      codes[i] = order[bucket]!;
+    }
+  }
+  return { codes, scales: absmax, zeros: null, groupSize: blockSize, bits: 4, convention: "codebook", codebook: code };
+}
+
+/** bitsandbytes' packing: two codes a byte, the even element in the high nibble. */
+export function packBnb4(codes: Int32Array): Uint8Array {
+  const out = new Uint8Array(Math.ceil(codes.length / 2));
+  for (let i = 0; i < codes.length; i += 2) out[i >> 1] = ((codes[i]! & 0xf) << 4) | ((codes[i + 1] ?? 0) & 0xf);
+  return out;
+}
