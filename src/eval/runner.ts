@@ -76,7 +76,7 @@ export function specFor(request: EvalRequest): RunSpec {
 
 /** What the study calls model size: bytes on disk per graph file, and the bytes the parameters take. */
 export function sizeOf(manifest: ModelManifest): ModelSize {
-  const fp32ParameterBytes = manifest.parameters.reduce((a, p) => a + 4 * p.shape.reduce((x, y) => x * y, 1), 0);
+  const fp32ParameterBytes = manifest.baselineParameterBytes ?? manifest.parameterBytes;
   return {
     files: Object.fromEntries(manifest.files.map((f) => [f.file, f.bytes])),
     onDiskBytes: manifest.files.reduce((a, f) => a + f.bytes, 0),

@@ -22,6 +22,7 @@ export interface ParameterRecord {
   graph: "encoder" | "decoder";
   format: string; // "fp32" here; recipes record their formats
   bytes: number;
+  execution?: string; // how onnxruntime runs it (recipes): MatMulNBits, MatMulBnb4, MatMulInteger, dequantized at load
 }
 
 export interface ModelManifest {
@@ -33,6 +34,12 @@ export interface ModelManifest {
   files: Array<{ file: string; bytes: number }>;
   parameters: ParameterRecord[];
   parameterBytes: number;
+  // Set by recipes:
+  recipeOptions?: Record<string, unknown>;
+  baselineParameterBytes?: number; // the fp32 model's parameter bytes (tied output projection stored once)
+  quantizeSeconds?: number;
+  floatTensors?: string[]; // parameters left in fp32
+  dequantizedAtLoad?: boolean; // some formats have no onnxruntime kernel and are expanded to fp32 at load
 }
 
 /** Check a checkpoint against the parameter list the config implies: names and shapes. */

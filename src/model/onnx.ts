@@ -57,9 +57,36 @@ export class GraphBuilder {
   readonly initializers = new Map<string, Initializer>();
   readonly inputs: ValueInfoProto[] = [];
   readonly outputs: ValueInfoProto[] = [];
-  private counter = 0;
+  counter = 0;
 
   constructor(readonly name: string) {}
+
+  /** Open a model for rewriting: nodes, inputs and outputs as they are, initializers loaded (external data too). */
+  static async fromFile(file: string): Promise<{ builder: GraphBuilder; opset: number; domains: Record<string, number> }> {
+    const model = await readOnnxModel(file);
+    const graph = model.graph!;
+    const builder = new GraphBuilder(graph.name);
+    builder.nodes.push(...graph.node);
+    builder.inputs.push(...graph.input);
+    builder.outputs.push(...graph.output);
+    for (const t of graph.initializer) {
+      const bytes = await readInitializerBytes(file, t);
+      builder.initializers.set(t.name, { name: t.name, dataType: t.dataType, dims: t.dims.map(Number), data: typedView(bytes, t.dataType) });
+    }
+    const domains: Record<string, number> = {};
+    let opset = 0;
+    for (const o of model.opsetImport) {
+      if (o.domain === "" || o.domain === "ai.onnx") opset = Number(o.version);
+      else domains[o.domain] = Number(o.version);
+    }
+    builder.counter = graph.node.length + graph.initializer.length; // fresh names for new nodes
+    return { builder, opset, domains };
+  }
+
+  /** Remove an initializer no node reads any more. */
+  dropUnusedInitializer(name: string): void {
+    if (!this.nodes.some((n) => n.input.includes(name))) this.initializers.delete(name);
+  }
 
   /** Add a named initializer (a weight); returns its name. */
   initializer(name: string, data: InitializerData, dims: number[], dataType: TensorProto_DataType = defaultType(data)): string {
@@ -130,6 +157,25 @@ export class GraphBuilder {
     if (options.output !== undefined) opts.outputs = [options.output];
     if (options.domain !== undefined) opts.domain = options.domain;
     return this.node(opType, inputs, attrs, opts)[0]!;
+  }
+}
+
+/** A typed array over raw initializer bytes (copied, so that it is aligned). */
+function typedView(bytes: Uint8Array, dataType: TensorProto_DataType): InitializerData {
+  const copy = Uint8Array.prototype.slice.call(bytes).buffer; // a true copy: Buffer.slice would alias the pool
+  switch (dataType) {
+    case TensorProto_DataType.FLOAT:
+      return new Float32Array(copy);
+    case TensorProto_DataType.INT8:
+      return new Int8Array(copy);
+    case TensorProto_DataType.INT32:
+      return new Int32Array(copy);
+    case TensorProto_DataType.INT64:
+      return new BigInt64Array(copy);
+    case TensorProto_DataType.FLOAT16:
+      return new Uint16Array(copy);
+    default:
+      return new Uint8Array(copy);
   }
 }
 

@@ -6,8 +6,8 @@ export const f = Math.fround;
 
 /** torch.round / nearbyint: round half to even. */
 export function roundHalfEven(x: number): number {
-  const r = Math.round(x);
-  return Math.abs(x % 1) === 0.5 && r % 2 !== 0 ? r - 1 : r;
+  const r = Math.round(x); // rounds halves up (toward +infinity)
+  return r - x === 0.5 && (r & 1) !== 0 ? r - 1 : r; // a half that went to an odd integer goes to the even one below
 }
 
 export function clamp(x: number, lo: number, hi: number): number {

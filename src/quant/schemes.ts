@@ -207,43 +207,44 @@ export function quantizeHqq(w: Weight, options: HqqOptions): QuantizedWeight {
     scale[g] = s;
     zero[g] = f(-min * s);
   }
-  const quantizeAll = (codes: Float32Array) => {
-    for (let g = 0; g < groups; g++) {
-      for (let k = 0; k < groupSize; k++) {
-        const i = index(g, k);
-        codes[i] = clamp(roundHalfEven(f(f(w.data[i]! * scale[g]!) + zero[g]!)), 0, qmax);
-      }
-    }
-  };
-  const wq = new Float32Array(n);
+  // One pass per step and group: quantize with the current zero, measure, and compute the next zero.
+  const data = w.data;
+  const stride = axis === 1 ? 1 : groups; // distance between consecutive members of a group
+  const startOf = (g: number) => (axis === 1 ? g * groupSize : g);
+  const invBeta = 1 / beta;
+  const exponent = lp - 1;
   let best = Infinity;
+  const nextZero = new Float32Array(groups);
   for (let it = 0; it < iterations; it++) {
-    quantizeAll(wq);
     let errorSum = 0;
-    const newZero = new Float32Array(groups);
     for (let g = 0; g < groups; g++) {
+      const s = scale[g]!;
+      const z = zero[g]!;
       let acc = 0;
-      for (let k = 0; k < groupSize; k++) {
-        const i = index(g, k);
-        const wr = f(f(wq[i]! - zero[g]!) / scale[g]!);
-        const diff = f(w.data[i]! - wr);
+      for (let k = 0, i = startOf(g); k < groupSize; k++, i += stride) {
+        const wv = data[i]!;
+        let q = roundHalfEven(f(f(wv * s) + z));
+        q = q < 0 ? 0 : q > qmax ? qmax : q;
+        const diff = f(wv - f(f(q - z) / s)); // W - W_r
         const a = Math.abs(diff);
-        const shrunk = Math.max(0, f(a - f((1 / beta) * f(a ** (lp - 1)))));
-        const we = diff < 0 ? -shrunk : diff > 0 ? shrunk : 0;
-        acc += f(wq[i]! - f(f(w.data[i]! - f(we)) * scale[g]!));
-        errorSum += Math.abs(diff);
+        const shrunk = a === 0 ? 0 : Math.max(0, f(a - f(invBeta * f(Math.exp(exponent * Math.log(a))))));
+        const we = diff < 0 ? -shrunk : shrunk; // shrink_lp(W - W_r)
+        acc += f(q - f(f(wv - we) * s));
+        errorSum += a;
       }
-      newZero[g] = f(acc / groupSize);
+      nextZero[g] = f(acc / groupSize);
     }
-    const error = errorSum / n; // the error of this step's W_r, before the zero update
-    zero.set(newZero);
+    zero.set(nextZero); // the step's zero is kept even when its error stops the loop, as HQQ does
+    const error = errorSum / n;
     if (error < best) best = error;
     else break;
   }
   const codes = new Int32Array(n);
-  quantizeAll(wq);
-  // Re-lay codes and parameters row-major by group of the [rows, cols] weight for axis 1; axis 0 keeps HQQ's layout.
-  for (let i = 0; i < n; i++) codes[i] = wq[i]!;
+  for (let g = 0; g < groups; g++) {
+    const s = scale[g]!;
+    const z = zero[g]!;
+    for (let k = 0, i = startOf(g); k < groupSize; k++, i += stride) codes[i] = clamp(roundHalfEven(f(f(data[i]! * s) + z)), 0, qmax);
+  }
   const step = Float32Array.from(scale, (s) => f(1 / s));
   return { codes, scales: step, zeros: zero, groupSize: axis === 1 ? groupSize : n / groups, bits, convention: "affine" };
 }

@@ -1,0 +1,140 @@
+/**
+ * The PTQ recipes of the study, each in the style of one library: what it quantizes, how (the
+ * numerics in src/quant), and how onnxruntime executes it. `ptq recipes` prints this table.
+ */
+import { KitError } from "../util/errors.js";
+import type { QuantizedWeight, Weight } from "../quant/schemes.js";
+import { quantizeBnb4, quantizeHqq, quantizeQuantoAffine, quantizeQuantoSymmetric, quantizeTorchInt8 } from "../quant/schemes.js";
+
+export type Library = "none" | "pytorch" | "quanto" | "hqq" | "bitsandbytes";
+export type Scheme = "none" | "dynamic" | "static" | "weight-only";
+
+/** How onnxruntime runs a quantized linear layer. */
+export type Execution =
+  | "fp32" // MatMul on float weights
+  | "MatMulInteger" // native int8 GEMM, activations quantized in-graph per call
+  | "MatMulNBits" // native low-bit GEMM (com.microsoft)
+  | "MatMulBnb4" // native NF4/FP4 GEMM (com.microsoft)
+  | "dequantized at load"; // packed codes stored; onnxruntime expands them to fp32 when the session loads
+
+export interface RecipeOptions {
+  bits?: number;
+  groupSize?: number;
+  axis?: 0 | 1;
+  granularity?: "per_tensor" | "per_channel";
+  include?: string[]; // globs over parameter names (linear layer prefixes)
+  exclude?: string[];
+}
+
+export interface Recipe {
+  id: string;
+  library: Library;
+  scheme: Scheme;
+  granularity: string;
+  bits: string;
+  /** How a layer of this recipe runs, given its options. */
+  execution: (o: RecipeOptions) => Execution;
+  /** Does the library quantize the output projection (tied to the token embedding) by default? */
+  quantizesProjOut: boolean;
+  /** Weight quantizer; null for fp32 and for recipes not implemented yet. */
+  quantize: ((w: Weight, o: RecipeOptions) => QuantizedWeight) | null;
+  /** Why a listed recipe cannot run yet (it needs calibration or numerics this kit does not have yet). */
+  missing?: string;
+  notes: string;
+}
+
+const hqqBits = [8, 4, 3, 2, 1] as const;
+const nativeNBits = (bits: number) => bits === 2 || bits === 4; // MatMulNBits takes float zero points only for 2 and 4 bits
+
+export const RECIPES: Recipe[] = [
+  { id: "fp32", library: "none", scheme: "none", granularity: "-", bits: "32", execution: () => "fp32", quantizesProjOut: false, quantize: null, notes: "the baseline, untouched" },
+  {
+    id: "pytorch/dynamic-int8",
+    library: "pytorch",
+    scheme: "dynamic",
+    granularity: "per-tensor (weights); per-call (activations)",
+    bits: "8",
+    execution: () => "MatMulInteger",
+    quantizesProjOut: true,
+    quantize: (w, o) => quantizeTorchInt8(w, o.granularity ?? "per_tensor"),
+    notes: "torch.ao quantize_dynamic(nn.Linear, qint8); activations uint8 with reduce_range (0..127) as fbgemm on x86; --granularity per_channel",
+  },
+  { id: "pytorch/static-int8", library: "pytorch", scheme: "static", granularity: "per-channel (weights); per-tensor calibrated (activations)", bits: "8", execution: () => "MatMulInteger", quantizesProjOut: true, quantize: null, missing: "needs the calibration pass (observers on the calibration split), not implemented yet", notes: "torch default observers" },
+  ...(["w8", "wf8"] as const).map<Recipe>((id) => ({
+    id: `quanto/${id}`,
+    library: "quanto",
+    scheme: "weight-only",
+    granularity: "per-channel",
+    bits: id === "w8" ? "8" : "8 (float8 e4m3fn)",
+    execution: () => (id === "w8" ? "MatMulNBits" : "dequantized at load"),
+    quantizesProjOut: true,
+    quantize: (w) => quantizeQuantoSymmetric(w, id === "w8" ? "int8" : "float8"),
+    notes: id === "w8" ? "symmetric, absmax / 127 per output channel" : "absmax / 448 per output channel; onnxruntime has no float8 GEMM on CPU",
+  })),
+  ...([4, 2] as const).map<Recipe>((bits) => ({
+    id: `quanto/w${bits}`,
+    library: "quanto",
+    scheme: "weight-only",
+    granularity: "group (128, -32 until it divides in_features)",
+    bits: String(bits),
+    execution: () => "MatMulNBits",
+    quantizesProjOut: true,
+    quantize: (w) => quantizeQuantoAffine(w, bits),
+    notes: "affine, scale = (max - min) / (2^bits - 1), float shift = -min",
+  })),
+  ...["w8a8", "w4a8", "wf8a8", "w8af8", "w4af8", "wf8af8"].map<Recipe>((id) => ({
+    id: `quanto/${id}`,
+    library: "quanto",
+    scheme: "static",
+    granularity: "per-channel/group (weights); per-tensor calibrated (activations)",
+    bits: id,
+    execution: () => "dequantized at load",
+    quantizesProjOut: true,
+    quantize: null,
+    missing: "needs quanto's Calibration() pass on the calibration split, not implemented yet",
+    notes: "the study's static grid",
+  })),
+  ...hqqBits.map<Recipe>((bits) => ({
+    id: `hqq/${bits}`,
+    library: "hqq",
+    scheme: "weight-only",
+    granularity: "group 64, axis 1",
+    bits: String(bits),
+    execution: (o) => (nativeNBits(o.bits ?? bits) && (o.axis ?? 1) === 1 ? "MatMulNBits" : "dequantized at load"),
+    quantizesProjOut: true,
+    quantize: (w, o) => quantizeHqq(w, { bits: (o.bits ?? bits) as 8 | 4 | 3 | 2 | 1, groupSize: o.groupSize ?? 64, axis: o.axis ?? 1 }),
+    notes: "half-quadratic solver on the zero point (lp 0.7, beta 10, 20 steps, early stop); float scales and zeros",
+  })),
+  ...(["nf4", "fp4"] as const).map<Recipe>((qt) => ({
+    id: `bnb/${qt}`,
+    library: "bitsandbytes",
+    scheme: "weight-only",
+    granularity: "blocks of 64 (flattened weight)",
+    bits: "4",
+    execution: () => "MatMulBnb4",
+    quantizesProjOut: false,
+    quantize: (w) => quantizeBnb4(w, qt),
+    notes: "absmax per block, nearest code; transformers leaves the tied output projection in float",
+  })),
+  ...["nf4-fp16", "fp4-fp16", "nf4-dq", "llm-int8"].map<Recipe>((id) => ({
+    id: `bnb/${id}`,
+    library: "bitsandbytes",
+    scheme: id === "llm-int8" ? "dynamic" : "weight-only",
+    granularity: id === "llm-int8" ? "per-row weights, per-token activations, outliers in float" : "blocks of 64",
+    bits: id === "llm-int8" ? "8" : "4",
+    execution: () => "dequantized at load",
+    quantizesProjOut: false,
+    quantize: null,
+    missing: id === "nf4-dq" ? "the 8-bit blockwise quantization of the absmax is not implemented yet" : id === "llm-int8" ? "the outlier split is not implemented yet" : "fp16 compute numerics are not implemented yet",
+    notes: "",
+  })),
+];
+
+export function findRecipe(id: string): Recipe {
+  const recipe = RECIPES.find((r) => r.id === id);
+  if (!recipe) {
+    const close = RECIPES.filter((r) => r.id.split("/")[0] === id.split("/")[0]).map((r) => r.id);
+    throw new KitError(`unknown recipe '${id}'`, { field: "--recipe", fix: `one of: ${(close.length ? close : RECIPES.map((r) => r.id)).join(", ")} (ptq recipes lists them)` });
+  }
+  return recipe;
+}

@@ -1,0 +1,171 @@
+/**
+ * Graph fragments that replace one fp32 MatMul(x, W) by its quantized form, writing to the same
+ * output name. The weight arrives quantized in Hugging Face layout ([N = out, K = in]); each
+ * fragment stores it in the layout its onnxruntime operator reads, and returns the bytes stored.
+ */
+import { DataType, type GraphBuilder } from "../model/onnx.js";
+import { fromFloat8E4M3 } from "../quant/float32.js";
+import type { QuantizedWeight } from "../quant/schemes.js";
+
+const MS = "com.microsoft";
+
+/** Power-of-two block size >= 16 that divides K and is a multiple of the group size (MatMulNBits' rule). */
+function nbitsBlock(groupSize: number, k: number): number {
+  if (groupSize >= 16 && (groupSize & (groupSize - 1)) === 0 && k % groupSize === 0) return groupSize;
+  // per-channel (group = K, not a power of two): blocks of 128/64/32/16 sharing the channel's scale
+  for (const b of [128, 64, 32, 16]) if (k % b === 0 && groupSize % b === 0) return b;
+  throw new Error(`no MatMulNBits block size fits K=${k} with groups of ${groupSize}`);
+}
+
+/**
+ * com.microsoft.MatMulNBits: B [N, K/block, block*bits/8] uint8 with the first value of a byte in
+ * its low bits; scales [N * K/block]; zero points as floats (2 and 4 bits) or packed uint8.
+ * value = (code - zero) * scale. Quanto's shift convention (code * scale - shift) becomes the float
+ * zero point shift / scale; symmetric int8 codes are stored offset by 128 with zero point 128.
+ */
+export function emitMatMulNBits(g: GraphBuilder, x: string, out: string, name: string, q: QuantizedWeight, n: number, k: number): number {
+  const bits = q.bits;
+  const block = nbitsBlock(q.groupSize, k);
+  const blocksPerRow = k / block;
+  const blob = (block * bits) / 8;
+  const perByte = 8 / bits;
+  const packed = new Uint8Array(n * blocksPerRow * blob);
+  const offset = q.convention === "symmetric" ? 2 ** (bits - 1) : 0;
+  for (let r = 0; r < n; r++) {
+    for (let c = 0; c < k; c++) {
+      const code = q.codes[r * k + c]! + offset;
+      packed[r * blocksPerRow * blob + Math.floor(c / perByte)]! |= code << ((c % perByte) * bits);
+    }
+  }
+  const scales = new Float32Array(n * blocksPerRow);
+  const groupsPerRow = k / q.groupSize;
+  for (let r = 0; r < n; r++) for (let b = 0; b < blocksPerRow; b++) scales[r * blocksPerRow + b] = q.scales[r * groupsPerRow + Math.floor((b * block) / q.groupSize)]!;
+  g.initializer(`${name}.qweight`, packed, [n, blocksPerRow, blob], DataType.UINT8);
+  g.initializer(`${name}.scales`, scales, [n * blocksPerRow]);
+  const inputs = [x, `${name}.qweight`, `${name}.scales`];
+  let zeroBytes = 0;
+  if (q.convention === "symmetric") {
+    const zeros = new Uint8Array(n * Math.ceil((blocksPerRow * bits) / 8));
+    const zpPerByte = 8 / bits;
+    const rowBytes = Math.ceil(blocksPerRow / zpPerByte);
+    for (let r = 0; r < n; r++) for (let b = 0; b < blocksPerRow; b++) zeros[r * rowBytes + Math.floor(b / zpPerByte)]! |= offset << ((b % zpPerByte) * bits);
+    g.initializer(`${name}.zeros`, zeros, [zeros.length], DataType.UINT8);
+    inputs.push(`${name}.zeros`);
+    zeroBytes = 0; // a constant offset the format needs, not a parameter of the scheme
+  } else if (q.zeros) {
+    const zeros = new Float32Array(n * blocksPerRow);
+    for (let r = 0; r < n; r++) {
+      for (let b = 0; b < blocksPerRow; b++) {
+        const gi = r * groupsPerRow + Math.floor((b * block) / q.groupSize);
+        zeros[r * blocksPerRow + b] = q.convention === "shift" ? Math.fround(q.zeros[gi]! / q.scales[gi]!) : q.zeros[gi]!;
+      }
+    }
+    g.initializer(`${name}.zeros`, zeros, [zeros.length]);
+    inputs.push(`${name}.zeros`);
+    zeroBytes = 4 * (q.zeros.length);
+  }
+  g.op("MatMulNBits", inputs, { K: k, N: n, bits, block_size: block, accuracy_level: 0 }, { domain: MS, name: `${name}/quant/MatMulNBits`, output: out });
+  return Math.ceil((n * k * bits) / 8) + 4 * q.scales.length + zeroBytes;
+}
+
+/** com.microsoft.MatMulBnb4: bitsandbytes' own packing of the flattened [N, K] weight, absmax per block. */
+export function emitMatMulBnb4(g: GraphBuilder, x: string, out: string, name: string, q: QuantizedWeight, packed: Uint8Array, quantType: "nf4" | "fp4", n: number, k: number): number {
+  g.initializer(`${name}.qweight`, packed, [packed.length], DataType.UINT8);
+  g.initializer(`${name}.absmax`, q.scales, [q.scales.length]);
+  g.op("MatMulBnb4", [x, `${name}.qweight`, `${name}.absmax`], { K: k, N: n, block_size: q.groupSize, quant_type: quantType === "nf4" ? 1 : 0 }, { domain: MS, name: `${name}/quant/MatMulBnb4`, output: out });
+  return packed.length + 4 * q.scales.length;
+}
+
+/**
+ * Codes stored packed at `bits` per value as bit planes (plane p holds bit p of every code, eight
+ * codes a byte), expanded in the graph: BitShift/BitwiseAnd, Cast, the scheme's dequantization
+ * per group, Transpose to [K, N], MatMul. Every input is an initializer, so onnxruntime folds the
+ * expansion when the session loads: the file is small, the weight in memory is fp32.
+ */
+export function emitDequantized(g: GraphBuilder, x: string, out: string, name: string, q: QuantizedWeight, n: number, k: number): number {
+  const count = n * k;
+  const offset = q.convention === "symmetric" ? 2 ** (q.bits - 1) : 0;
+  const planeBytes = Math.ceil(count / 8);
+  const planes = new Uint8Array(q.bits * planeBytes);
+  for (let i = 0; i < count; i++) {
+    const code = q.codes[i]! + offset;
+    for (let p = 0; p < q.bits; p++) if ((code >> p) & 1) planes[p * planeBytes + (i >> 3)]! |= 1 << (i & 7);
+  }
+  g.initializer(`${name}.planes`, planes, [q.bits, planeBytes, 1], DataType.UINT8);
+  const shifts = g.initializer(`${name}.shifts`, Uint8Array.from([0, 1, 2, 3, 4, 5, 6, 7]), [1, 1, 8], DataType.UINT8);
+  const bitsOf = g.op("BitShift", [`${name}.planes`, shifts], { direction: "RIGHT" }, { name: `${name}/quant/Unpack/Shift` });
+  const ones = g.initializer(`${name}.one`, Uint8Array.from([1]), [1], DataType.UINT8);
+  const bitValues = g.op("Cast", [g.op("BitwiseAnd", [bitsOf, ones], {}, { name: `${name}/quant/Unpack/And` })], { to: DataType.FLOAT }, { name: `${name}/quant/Unpack/Cast` });
+  const weights = g.constant(Float32Array.from({ length: q.bits }, (_, p) => 2 ** p), [q.bits, 1, 1]);
+  const summed = g.op("ReduceSum", [g.op("Mul", [bitValues, weights], {}, { name: `${name}/quant/Unpack/Weigh` }), g.constant([0])], { keepdims: 0 }, { name: `${name}/quant/Unpack/Sum` });
+  const flatCodes = g.op("Slice", [g.op("Reshape", [summed, g.constant([-1])], {}, { name: `${name}/quant/Unpack/Flatten` }), g.constant([0]), g.constant([count])], {}, { name: `${name}/quant/Unpack/Trim` });
+  const groups = count / q.groupSize;
+  const grouped = g.op("Reshape", [flatCodes, g.constant([groups, q.groupSize])], {}, { name: `${name}/quant/Group` });
+  g.initializer(`${name}.scales`, q.scales, [groups, 1]);
+  let values: string;
+  let paramBytes = 4 * q.scales.length;
+  switch (q.convention) {
+    case "symmetric":
+      values = g.op("Mul", [g.op("Sub", [grouped, g.scalar(offset)], {}, { name: `${name}/quant/Offset` }), `${name}.scales`], {}, { name: `${name}/quant/Scale` });
+      break;
+    case "affine":
+      g.initializer(`${name}.zeros`, q.zeros!, [groups, 1]);
+      values = g.op("Mul", [g.op("Sub", [grouped, `${name}.zeros`], {}, { name: `${name}/quant/Zero` }), `${name}.scales`], {}, { name: `${name}/quant/Scale` });
+      paramBytes += 4 * q.zeros!.length;
+      break;
+    case "shift":
+      g.initializer(`${name}.zeros`, q.zeros!, [groups, 1]);
+      values = g.op("Sub", [g.op("Mul", [grouped, `${name}.scales`], {}, { name: `${name}/quant/Scale` }), `${name}.zeros`], {}, { name: `${name}/quant/Shift` });
+      paramBytes += 4 * q.zeros!.length;
+      break;
+    case "float8":
+    case "codebook": {
+      const table = q.convention === "float8" ? Float32Array.from({ length: 256 }, (_, c) => fromFloat8E4M3(c) || 0) : q.codebook!;
+      g.initializer(`${name}.codebook`, table, [table.length]);
+      const index = g.op("Cast", [grouped], { to: DataType.INT32 }, { name: `${name}/quant/Index` }); // Gather refuses uint8 indices
+      values = g.op("Mul", [g.op("Gather", [`${name}.codebook`, index], { axis: 0 }, { name: `${name}/quant/Lookup` }), `${name}.scales`], {}, { name: `${name}/quant/Scale` });
+      break;
+    }
+  }
+  const weight = g.op("Transpose", [g.op("Reshape", [values, g.constant([n, k])], {}, { name: `${name}/quant/Shape` })], { perm: [1, 0] }, { name: `${name}/quant/Transpose` });
+  g.op("MatMul", [x, weight], {}, { name: `${name}/quant/MatMul`, output: out });
+  return planes.length + paramBytes;
+}
+
+/**
+ * PyTorch's dynamic int8 linear (fbgemm on x86): per call, the activation's min and max (widened
+ * to include 0) give a uint8 scale and zero point over 0..127 (reduce_range), chosen in double
+ * precision as ATen's ChooseQuantizationParams does; MatMulInteger accumulates in int32; the
+ * result is rescaled by activation scale x weight scale. Weights int8, per tensor or per channel.
+ */
+export function emitTorchDynamic(g: GraphBuilder, x: string, out: string, name: string, q: QuantizedWeight, n: number, k: number): number {
+  const wT = new Int8Array(n * k); // [K, N] for MatMulInteger
+  for (let r = 0; r < n; r++) for (let c = 0; c < k; c++) wT[c * n + r] = q.codes[r * k + c]!;
+  g.initializer(`${name}.qweight`, wT, [k, n], DataType.INT8);
+  const perChannel = q.scales.length > 1;
+  g.initializer(`${name}.scales`, q.scales, perChannel ? [n] : []);
+  const D = DataType.DOUBLE;
+  const toDouble = (v: string, label: string) => g.op("Cast", [v], { to: D }, { name: `${name}/quant/${label}` });
+  const dconst = (v: number, label: string) => g.op("Cast", [g.scalar(v)], { to: D }, { name: `${name}/quant/${label}` });
+  const zero = dconst(0, "Zero");
+  const min = g.op("Min", [toDouble(g.op("ReduceMin", [x], { keepdims: 0 }, { name: `${name}/quant/Act/Min` }), "Act/MinD"), zero], {}, { name: `${name}/quant/Act/Min0` });
+  const max = g.op("Max", [toDouble(g.op("ReduceMax", [x], { keepdims: 0 }, { name: `${name}/quant/Act/Max` }), "Act/MaxD"), zero], {}, { name: `${name}/quant/Act/Max0` });
+  let scaleD = g.op("Div", [g.op("Sub", [max, min], {}, { name: `${name}/quant/Act/Range` }), dconst(127, "QRange")], {}, { name: `${name}/quant/Act/ScaleD` });
+  const scaleF = g.op("Cast", [scaleD], { to: DataType.FLOAT }, { name: `${name}/quant/Act/ScaleF0` });
+  const degenerate = g.op("Equal", [scaleF, g.scalar(0)], {}, { name: `${name}/quant/Act/ZeroScale` });
+  scaleD = g.op("Where", [degenerate, dconst(0.1, "Fallback"), scaleD], {}, { name: `${name}/quant/Act/ScaleSafe` });
+  const minScaled = g.op("Div", [min, scaleD], {}, { name: `${name}/quant/Act/MinScaled` });
+  const maxScaled = g.op("Div", [max, scaleD], {}, { name: `${name}/quant/Act/MaxScaled` });
+  const fromMin = g.op("Neg", [minScaled], {}, { name: `${name}/quant/Act/FromMin` }); // qmin - min/scale, qmin = 0
+  const fromMax = g.op("Sub", [dconst(127, "QMax"), maxScaled], {}, { name: `${name}/quant/Act/FromMax` });
+  const errMin = g.op("Neg", [g.op("Abs", [minScaled], {}, { name: `${name}/quant/Act/AbsMin` })], {}, { name: `${name}/quant/Act/ErrMin` });
+  const errMax = g.op("Sub", [dconst(127, "QMax2"), g.op("Abs", [maxScaled], {}, { name: `${name}/quant/Act/AbsMax` })], {}, { name: `${name}/quant/Act/ErrMax` });
+  const initial = g.op("Where", [g.op("Less", [errMin, errMax], {}, { name: `${name}/quant/Act/Pick` }), fromMin, fromMax], {}, { name: `${name}/quant/Act/Initial` });
+  const zp = g.op("Cast", [g.op("Clip", [g.op("Round", [initial], {}, { name: `${name}/quant/Act/Round` }), dconst(0, "Lo"), dconst(127, "Hi")], {}, { name: `${name}/quant/Act/Clip` })], { to: DataType.UINT8 }, { name: `${name}/quant/Act/ZeroPoint` });
+  const scale = g.op("Cast", [scaleD], { to: DataType.FLOAT }, { name: `${name}/quant/Act/Scale` });
+  const xq = g.op("QuantizeLinear", [x, scale, zp], {}, { name: `${name}/quant/Act/Quantize` });
+  const acc = g.op("MatMulInteger", [xq, `${name}.qweight`, zp], {}, { name: `${name}/quant/MatMulInteger` });
+  const rescale = g.op("Mul", [scale, `${name}.scales`], {}, { name: `${name}/quant/Rescale` });
+  g.op("Mul", [g.op("Cast", [acc], { to: DataType.FLOAT }, { name: `${name}/quant/AccFloat` }), rescale], {}, { name: `${name}/quant/Output`, output: out });
+  return n * k + 4 * q.scales.length;
+}

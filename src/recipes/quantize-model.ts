@@ -1,0 +1,147 @@
+/**
+ * Apply a recipe to the kit's fp32 Whisper graphs: every selected linear layer (a MatMul on an
+ * initializer named after its Hugging Face parameter) is replaced, in place, by the recipe's
+ * quantized form; the output projection (Gemm on the tied embedding) gets a quantized copy where
+ * the library quantizes it. The result is a model folder with a manifest of every tensor's format.
+ */
+import { createHash } from "node:crypto";
+import { join } from "node:path";
+import { DECODER_FILE, ENCODER_FILE, ensureOnnxModel, MANIFEST_FILE, type ModelManifest, type ParameterRecord } from "../model/build.js";
+import { GraphBuilder, writeOnnxModel } from "../model/onnx.js";
+import { transpose2d, TOKEN_EMBEDDING } from "../model/whisper-graphs.js";
+import { packBnb4, type QuantizedWeight } from "../quant/schemes.js";
+import { KitError } from "../util/errors.js";
+import { exists, readJson, withAtomicDir, writeJsonAtomic } from "../util/fs.js";
+import { findRecipe, type Execution, type Recipe, type RecipeOptions } from "./catalog.js";
+import { emitDequantized, emitMatMulBnb4, emitMatMulNBits, emitTorchDynamic } from "./emit.js";
+
+export const PROJ_OUT = "proj_out";
+
+function globToRegExp(glob: string): RegExp {
+  return new RegExp(`^${glob.split("*").map((s) => s.replace(/[.+?^${}()|[\]\\]/g, "\\$&")).join(".*")}$`);
+}
+
+/** Whether a linear layer (Hugging Face name without ".weight") is quantized under these options. */
+export function selects(recipe: Recipe, options: RecipeOptions, layer: string): boolean {
+  if (layer === PROJ_OUT && !recipe.quantizesProjOut && !options.include?.some((g) => globToRegExp(g).test(layer))) return false;
+  if (options.include && !options.include.some((g) => globToRegExp(g).test(layer))) return false;
+  if (options.exclude?.some((g) => globToRegExp(g).test(layer))) return false;
+  return true;
+}
+
+function checkOptions(recipe: Recipe, options: RecipeOptions): void {
+  if (options.bits !== undefined) {
+    const allowed = recipe.library === "hqq" ? [8, 4, 3, 2, 1] : [Number(recipe.bits)];
+    if (!allowed.includes(options.bits)) {
+      throw new KitError(`${recipe.id} does not support ${options.bits} bits`, { field: "--bits", fix: `use ${allowed.join(", ")}` });
+    }
+  }
+  if (options.groupSize !== undefined && (!Number.isInteger(options.groupSize) || options.groupSize < 1)) {
+    throw new KitError(`--group-size must be a positive integer, got ${options.groupSize}`, { field: "--group-size", fix: "e.g. --group-size 64" });
+  }
+  if (options.groupSize !== undefined && recipe.library !== "hqq") {
+    throw new KitError(`${recipe.id} takes no --group-size: ${recipe.library} fixes its own grouping (${recipe.granularity})`, { field: "--group-size", fix: "drop --group-size, or use an hqq recipe" });
+  }
+}
+
+function describe(recipe: Recipe, q: QuantizedWeight, execution: Execution): string {
+  const grouping = q.groupSize === q.codes.length ? "per-tensor" : `group ${q.groupSize}`;
+  return `${recipe.library} ${q.convention} ${q.bits}-bit ${grouping} (${execution})`;
+}
+
+export interface QuantizeReport {
+  manifest: ModelManifest;
+  seconds: number;
+}
+
+/** Quantize the fp32 graphs in `fp32Dir` with a recipe into `outDir` (written atomically). */
+export async function quantizeModel(fp32Dir: string, recipeId: string, options: RecipeOptions, outDir: string): Promise<QuantizeReport> {
+  const started = performance.now();
+  const manifestFile = join(fp32Dir, MANIFEST_FILE);
+  if (!(await exists(manifestFile))) throw new KitError(`${fp32Dir} has no ${MANIFEST_FILE}`, { file: manifestFile, fix: "build the fp32 graphs first (ptq build)" });
+  const base = await readJson<ModelManifest>(manifestFile);
+  if (base.recipe !== "fp32") {
+    throw new KitError(`${fp32Dir} is already quantized (recipe ${base.recipe})`, { file: manifestFile, field: "recipe", fix: "quantize the fp32 model, not a quantized one" });
+  }
+  const recipe = findRecipe(recipeId);
+  if (recipe.id === "fp32") throw new KitError("fp32 is the baseline: there is nothing to quantize", { field: "--recipe", fix: "use the fp32 folder as it is" });
+  if (!recipe.quantize) throw new KitError(`recipe ${recipe.id} is listed but cannot run yet: ${recipe.missing}`, { field: "--recipe", fix: "choose another recipe (ptq recipes)" });
+  checkOptions(recipe, options);
+  const quantizeWeight = recipe.quantize;
+  const execution = recipe.execution(options);
+
+  return withAtomicDir(outDir, async (tmp) => {
+    const records = new Map(base.parameters.map((p) => [p.name, { ...p }]));
+    const files: ModelManifest["files"] = [];
+    const quantizeLayer = (g: GraphBuilder, layer: string, weight: Float32Array /* [N, K] */, n: number, k: number, x: string, out: string) => {
+      let q: QuantizedWeight;
+      try {
+        q = quantizeWeight({ data: weight, rows: n, cols: k }, options);
+      } catch (err) {
+        throw new KitError(`${recipe.id} cannot quantize ${layer} [${n}, ${k}]: ${(err as Error).message}`, { field: "--group-size", fix: "the library refuses this too: choose a group size that divides the layer's weights" });
+      }
+      const canNBits = execution === "MatMulNBits" && q.groupSize !== q.codes.length && k % q.groupSize === 0;
+      const path: Execution = execution === "MatMulNBits" && !canNBits ? "dequantized at load" : execution;
+      let bytes: number;
+      if (path === "MatMulNBits") bytes = emitMatMulNBits(g, x, out, layer, q, n, k);
+      else if (path === "MatMulBnb4") bytes = emitMatMulBnb4(g, x, out, layer, q, packBnb4(q.codes), recipe.id.endsWith("fp4") ? "fp4" : "nf4", n, k);
+      else if (path === "MatMulInteger") bytes = emitTorchDynamic(g, x, out, layer, q, n, k);
+      else bytes = emitDequantized(g, x, out, layer, q, n, k);
+      const name = `${layer}.weight`;
+      const record: ParameterRecord = records.get(name) ?? { name, shape: [n, k], graph: g.name.includes("encoder") ? "encoder" : "decoder", format: "fp32", bytes: 0 };
+      records.set(name, { ...record, format: describe(recipe, q, path), bytes, execution: path });
+    };
+
+    for (const file of [ENCODER_FILE, DECODER_FILE]) {
+      const { builder: g, opset, domains } = await GraphBuilder.fromFile(join(fp32Dir, file));
+      const original = [...g.nodes];
+      for (const node of original) {
+        const isLinear = node.opType === "MatMul" && node.input[1]?.endsWith(".weight") && g.initializers.has(node.input[1]!);
+        const isProjOut = node.opType === "Gemm" && node.input[1] === TOKEN_EMBEDDING;
+        if (!isLinear && !isProjOut) continue;
+        const layer = isProjOut ? PROJ_OUT : node.input[1]!.slice(0, -".weight".length);
+        if (!selects(recipe, options, layer)) continue;
+        const init = g.initializers.get(node.input[1]!)!;
+        const [rows, cols] = init.dims as [number, number];
+        // fp32 graphs hold linear weights as W^T [K, N]; the embedding is already [vocab = N, d = K].
+        const weight = isProjOut ? (init.data as Float32Array) : transpose2d(init.data as Float32Array, rows, cols);
+        const [n, k] = isProjOut ? [rows, cols] : [cols, rows];
+        const at = g.nodes.indexOf(node);
+        g.nodes.splice(at, 1);
+        const before = g.nodes.length;
+        quantizeLayer(g, layer, weight, n, k, node.input[0]!, node.output[0]!);
+        g.nodes.splice(at, 0, ...g.nodes.splice(before)); // keep topological order: new nodes where the old one was
+        if (!isProjOut) g.dropUnusedInitializer(node.input[1]!);
+      }
+      const written = await writeOnnxModel(g, join(tmp, file), { opset, domains: { ...domains, "com.microsoft": 1 }, metadata: { recipe: recipe.id } });
+      files.push({ file, bytes: written.graphBytes });
+      if (written.dataFile) files.push({ file: `${file}.data`, bytes: written.dataBytes });
+    }
+    const parameters = [...records.values()];
+    const manifest: ModelManifest = {
+      ...base,
+      recipe: recipe.id,
+      recipeOptions: options as Record<string, unknown>,
+      files,
+      parameters,
+      parameterBytes: parameters.reduce((a, p) => a + p.bytes, 0),
+      baselineParameterBytes: base.parameterBytes,
+      quantizeSeconds: (performance.now() - started) / 1000,
+      floatTensors: parameters.filter((p) => p.format === "fp32").map((p) => p.name),
+      dequantizedAtLoad: parameters.some((p) => p.execution === "dequantized at load"),
+    };
+    await writeJsonAtomic(join(tmp, MANIFEST_FILE), manifest);
+    return { manifest, seconds: manifest.quantizeSeconds! };
+  });
+}
+
+/** The quantized graphs for a model folder and recipe, made once and cached beside the fp32 build. */
+export async function ensureQuantizedModel(modelDir: string, recipeId: string, options: RecipeOptions = {}): Promise<{ dir: string; manifest: ModelManifest }> {
+  const fp32 = await ensureOnnxModel(modelDir);
+  if (recipeId === "fp32") return fp32;
+  const tag = createHash("sha256").update(JSON.stringify({ recipeId, options })).digest("hex").slice(0, 12);
+  const dir = join(fp32.dir, "..", `${recipeId.replace("/", "-")}-${tag}`);
+  if (await exists(join(dir, MANIFEST_FILE))) return { dir, manifest: await readJson<ModelManifest>(join(dir, MANIFEST_FILE)) };
+  const { manifest } = await quantizeModel(fp32.dir, recipeId, options, dir);
+  return { dir, manifest };
+}

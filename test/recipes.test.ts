@@ -1,0 +1,170 @@
+/**
+ * Recipes: each quantized linear layer, as onnxruntime runs it, against the TypeScript reference
+ * of its recipe (and PyTorch's dynamic int8 against torch's own output); whole models: sizes add
+ * up, transcription runs, and bad requests fail cleanly.
+ */
+import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import { readdir, readFile } from "node:fs/promises";
+import { join } from "node:path";
+import { before, describe, it } from "node:test";
+import * as ort from "onnxruntime-node";
+import { Transcriber } from "../src/asr/transcriber.js";
+import { buildOnnxModel, type ModelManifest } from "../src/model/build.js";
+import { DataType, GraphBuilder, writeOnnxModel } from "../src/model/onnx.js";
+import { dequantize, packBnb4, type Weight } from "../src/quant/schemes.js";
+import { findRecipe, RECIPES } from "../src/recipes/catalog.js";
+import { emitDequantized, emitMatMulBnb4, emitMatMulNBits, emitTorchDynamic } from "../src/recipes/emit.js";
+import { quantizeModel } from "../src/recipes/quantize-model.js";
+import { KitError } from "../src/util/errors.js";
+import { FIXTURES, syntheticModel, tempDir, TEST_CLEAN_FLAC } from "./support/env.js";
+
+const f32 = (b64: string) => {
+  const bytes = Buffer.from(b64, "base64");
+  return new Float32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength));
+};
+
+/** One quantized linear layer as an ONNX model, run on `x` [rows, K]. */
+async function runLayer(emit: (g: GraphBuilder) => void, x: Float32Array, rows: number, k: number, n: number): Promise<Float32Array> {
+  const g = new GraphBuilder("layer");
+  g.input("x", DataType.FLOAT, [rows, k]);
+  emit(g);
+  g.output("y", DataType.FLOAT, [rows, n]);
+  const file = join(await tempDir(), "layer.onnx");
+  await writeOnnxModel(g, file, { opset: 21, domains: { "com.microsoft": 1 } });
+  const session = await ort.InferenceSession.create(file);
+  const out = await session.run({ x: new ort.Tensor("float32", x, [rows, k]) });
+  await session.release();
+  return out.y!.data as Float32Array;
+}
+
+/** x W^T in double precision, W [N, K]. */
+function reference(x: Float32Array, w: Float32Array, rows: number, k: number, n: number): Float64Array {
+  const y = new Float64Array(rows * n);
+  for (let r = 0; r < rows; r++) for (let o = 0; o < n; o++) {
+    let a = 0;
+    for (let i = 0; i < k; i++) a += x[r * k + i]! * w[o * k + i]!;
+    y[r * n + o] = a;
+  }
+  return y;
+}
+
+const relErr = (a: ArrayLike<number>, b: ArrayLike<number>) => {
+  let d = 0;
+  let s = 0;
+  for (let i = 0; i < b.length; i++) {
+    d = Math.max(d, Math.abs(a[i]! - b[i]!));
+    s = Math.max(s, Math.abs(b[i]!));
+  }
+  return d / s;
+};
+
+describe("each quantized linear layer in onnxruntime", () => {
+  const fx = JSON.parse(require_("whisper_fc1"));
+  const w: Weight = { data: f32(fx.weight), rows: fx.shape[0], cols: fx.shape[1] };
+  const rows = 3;
+  const x = Float32Array.from({ length: rows * w.cols }, (_, i) => Math.sin(i * 0.7) * (i % 17 === 0 ? 6 : 1));
+
+  for (const recipe of RECIPES.filter((r) => r.quantize && r.id !== "pytorch/dynamic-int8")) {
+    it(`${recipe.id}: ${recipe.execution({})} output equals x · dequantize(W)^T`, async () => {
+      const q = recipe.quantize!(w, {});
+      const path = recipe.execution({});
+      const y = await runLayer(
+        (g) =>
+          path === "MatMulNBits"
+            ? emitMatMulNBits(g, "x", "y", "layer", q, w.rows, w.cols)
+            : path === "MatMulBnb4"
+              ? emitMatMulBnb4(g, "x", "y", "layer", q, packBnb4(q.codes), recipe.id.endsWith("fp4") ? "fp4" : "nf4", w.rows, w.cols)
+              : emitDequantized(g, "x", "y", "layer", q, w.rows, w.cols),
+        x, rows, w.cols, w.rows,
+      );
+      const err = relErr(y, reference(x, dequantize(q), rows, w.cols, w.rows));
+      // fp32 accumulation order (and quanto's shift expressed as a zero point for MatMulNBits) allow ~1e-6
+      assert.ok(err < 2e-6, `relative error ${err}`);
+    });
+  }
+
+  it("pytorch/dynamic-int8: MatMulInteger with torch's activation quantization matches torch's own output", async () => {
+    for (const granularity of ["per_tensor", "per_channel"] as const) {
+      const ref = fx.torch_dynamic[granularity];
+      const input = f32(ref.input);
+      const [r, k] = ref.input_shape as [number, number];
+      const q = findRecipe("pytorch/dynamic-int8").quantize!(w, { granularity });
+      const bias = f32(ref.bias);
+      const y = await runLayer((g) => {
+        emitTorchDynamic(g, "x", "xw", "layer", q, w.rows, w.cols);
+        g.initializer("bias", bias, [w.rows]);
+        g.op("Add", ["xw", "bias"], {}, { output: "y" });
+      }, input, r, k, w.rows);
+      const err = relErr(y, f32(ref.output));
+      assert.ok(err < 1e-5, `${granularity}: relative error vs torch ${err}`);
+    }
+  });
+});
+
+function require_(name: string): string {
+  return readFileSync(join(FIXTURES, "quant", `${name}.json`), "utf8");
+}
+
+describe("quantized models", () => {
+  let fp32Dir: string;
+  let modelDir: string;
+
+  before(async () => {
+    modelDir = await syntheticModel({ dModel: 64, heads: 2, layers: 1, seed: 21 });
+    fp32Dir = join(await tempDir(), "fp32");
+    await buildOnnxModel(modelDir, fp32Dir);
+  });
+
+  it("every implemented recipe quantizes, sizes add up, and the model transcribes", async () => {
+    for (const recipe of RECIPES.filter((r) => r.quantize)) {
+      const out = join(await tempDir(), recipe.id.replace("/", "-"));
+      const { manifest } = await quantizeModel(fp32Dir, recipe.id, {}, out);
+      assert.equal(manifest.recipe, recipe.id);
+      assert.equal(manifest.parameterBytes, manifest.parameters.reduce((a, p) => a + p.bytes, 0), "manifest bytes sum to the parameter bytes");
+      const onDisk = manifest.files.reduce((a, f) => a + f.bytes, 0);
+      const graphs = manifest.files.filter((f) => !f.file.endsWith(".data")).reduce((a, f) => a + f.bytes, 0);
+      assert.ok(onDisk >= manifest.parameterBytes, `${recipe.id}: files hold every parameter byte`);
+      assert.ok(onDisk - graphs <= manifest.parameterBytes * 1.02 + 64 * 200 + 4096, `${recipe.id}: data files exceed the parameters only by alignment`);
+      assert.ok(manifest.parameterBytes < manifest.baselineParameterBytes! * (recipe.quantizesProjOut ? 1.3 : 1), `${recipe.id} is smaller than fp32 (a quantized proj_out copy may add)`);
+      const linear = manifest.parameters.filter((p) => p.name.endsWith(".weight") && /(proj|fc\d)\.weight$/.test(p.name));
+      assert.ok(linear.every((p) => p.format !== "fp32"), `${recipe.id}: every linear layer quantized`);
+      assert.ok(manifest.floatTensors!.includes("model.decoder.embed_tokens.weight"), "the embedding stays float");
+      assert.equal(manifest.parameters.some((p) => p.name === "proj_out.weight"), recipe.quantizesProjOut);
+      assert.equal(manifest.dequantizedAtLoad, manifest.parameters.some((p) => p.execution === "dequantized at load"));
+      const t = await Transcriber.load(modelDir, { onnxDir: out, threads: 1, maxNewTokens: 4 });
+      const result = await t.transcribeFile(TEST_CLEAN_FLAC);
+      assert.equal(result.tokens.length, 4, recipe.id);
+      await t.close();
+    }
+  });
+
+  it("--include and --exclude select layers by parameter name", async () => {
+    const out = join(await tempDir(), "partial");
+    const { manifest } = await quantizeModel(fp32Dir, "quanto/w8", { include: ["model.decoder.*"], exclude: ["*.fc2"] }, out);
+    const quantized = manifest.parameters.filter((p) => p.format !== "fp32").map((p) => p.name);
+    assert.ok(quantized.length > 0);
+    assert.ok(quantized.every((n) => n.startsWith("model.decoder.") && !n.endsWith("fc2.weight")), quantized.join());
+  });
+
+  it("bad requests fail with a clear error and leave no output folder", async () => {
+    const parent = await tempDir();
+    const cases: Array<[string, Record<string, unknown>, RegExp]> = [
+      ["hqq/4", { groupSize: 100 }, /cannot quantize .* group size 100 does not divide/],
+      ["quanto/w4", { bits: 3 }, /quanto\/w4 does not support 3 bits/],
+      ["quanto/w4", { groupSize: 64 }, /takes no --group-size/],
+      ["hqq/9", {}, /unknown recipe 'hqq\/9'/],
+      ["pytorch/static-int8", {}, /cannot run yet: needs the calibration pass/],
+      ["fp32", {}, /nothing to quantize/],
+    ];
+    for (const [id, options, pattern] of cases) {
+      await assert.rejects(quantizeModel(fp32Dir, id, options, join(parent, "out")), (err: unknown) => err instanceof KitError && pattern.test(err.message), id);
+      assert.deepEqual(await readdir(parent), [], `${id}: nothing left behind`);
+    }
+    const once = join(parent, "once");
+    await quantizeModel(fp32Dir, "bnb/nf4", {}, once);
+    await assert.rejects(quantizeModel(once, "hqq/4", {}, join(parent, "twice")), /already quantized \(recipe bnb\/nf4\)/);
+    const manifest: ModelManifest = JSON.parse(await readFile(join(once, "manifest.json"), "utf8"));
+    assert.ok(manifest.quantizeSeconds! > 0);
+  });
+});
