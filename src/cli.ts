@@ -4,7 +4,10 @@
  *   ptq fetch model <id> [--revision R] [--hub-url URL]
  *   ptq build --model <id|dir> [--out DIR]
  *   ptq transcribe --model <id|dir> [--language en|auto|..] [--threads N] FILE...
- *   ptq import ct2 <folder|model.bin|part>... --out DIR [--assets DIR]
+ *   ptq recipes
+  ptq quantize --model <id|dir> --recipe <id> [--bits N] [--group-size N] [--axis 0|1] [--granularity per_tensor|per_channel]
+               [--include GLOB,...] [--exclude GLOB,...] [--out DIR]
+  ptq import ct2 <folder|model.bin|part>... --out DIR [--assets DIR]
   ptq eval --model <id|dir> --split <name> [--librispeech-dir DIR] [--limit N] [--full] [--shard i/n]
            [--workers K] [--threads N] [--results DIR] [--force] [--noise white|babble:<snr dB>]
   ptq grid --config grid.json [--shard i/n] [--workers K] [--results DIR] [--force]
@@ -17,6 +20,8 @@ import { Transcriber } from "./asr/transcriber.js";
 import { fetchModel, resolveModelDir, type FetchOptions } from "./hub/fetch-model.js";
 import { buildOnnxModel, ensureOnnxModel } from "./model/build.js";
 import { importCt2Model } from "./model/import-ct2.js";
+import { RECIPES, type RecipeOptions } from "./recipes/catalog.js";
+import { ensureQuantizedModel, quantizeModel } from "./recipes/quantize-model.js";
 import { writeSyntheticWhisper } from "./model/synthetic.js";
 import { KitError } from "./util/errors.js";
 import { dataDir, sharedDataDir } from "./util/fs.js";
@@ -188,6 +193,61 @@ async function main(argv: string[]): Promise<number> {
       if (!values.out || positionals.length === 0) throw new KitError("usage: ptq merge STORE... --out STORE", { field: "--out", fix: "name the shard stores and the store to merge into" });
       const result = await mergeStores(positionals.map((d) => new ResultsStore(d)), new ResultsStore(values.out));
       console.log(`${result.runs} runs merged into ${values.out}; ${result.completed} completed by the merge`);
+      return 0;
+    }
+    case "recipes": {
+      const rows = RECIPES.map((r) => [r.id, r.library, r.scheme, r.granularity, r.bits, r.execution({}), r.quantizesProjOut ? "yes" : "no", r.quantize || r.id === "fp32" ? "yes" : `no: ${r.missing}`]);
+      const header = ["recipe", "library", "scheme", "granularity", "bits", "execution", "proj_out", "runs"];
+      const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+      for (const row of [header, ...rows]) console.log(row.map((c, i) => (i === row.length - 1 ? c : c.padEnd(widths[i]!))).join("  "));
+      return 0;
+    }
+    case "quantize": {
+      const { values } = parseArgs({
+        args: rest,
+        options: {
+          ...COMMON,
+          recipe: { type: "string" },
+          bits: { type: "string" },
+          "group-size": { type: "string" },
+          axis: { type: "string" },
+          granularity: { type: "string" },
+          include: { type: "string" },
+          exclude: { type: "string" },
+          out: { type: "string" },
+        },
+      });
+      if (!values.recipe) throw new KitError("--recipe is required", { field: "--recipe", fix: "ptq recipes lists them" });
+      const options: RecipeOptions = {};
+      if (values.bits) options.bits = positiveInt(values.bits, "--bits");
+      if (values["group-size"]) options.groupSize = positiveInt(values["group-size"], "--group-size");
+      if (values.axis) {
+        if (values.axis !== "0" && values.axis !== "1") throw new KitError("--axis must be 0 or 1", { field: "--axis", fix: "HQQ groups along axis 1 (input features) by default" });
+        options.axis = Number(values.axis) as 0 | 1;
+      }
+      if (values.granularity) {
+        if (values.granularity !== "per_tensor" && values.granularity !== "per_channel") throw new KitError("--granularity must be per_tensor or per_channel", { field: "--granularity", fix: "e.g. --granularity per_channel" });
+        options.granularity = values.granularity;
+      }
+      if (values.include) options.include = values.include.split(",");
+      if (values.exclude) options.exclude = values.exclude.split(",");
+      const modelDir = await resolveModelDir(requireModel(values.model), hubOptions(values));
+      const fp32 = await ensureOnnxModel(modelDir);
+      const started = performance.now();
+      const result = values.out ? { dir: values.out, manifest: (await quantizeModel(fp32.dir, values.recipe, options, values.out)).manifest } : await ensureQuantizedModel(modelDir, values.recipe, options);
+      const m = result.manifest;
+      console.log(
+        JSON.stringify({
+          dir: result.dir,
+          recipe: m.recipe,
+          parameterMB: +(m.parameterBytes / 1e6).toFixed(2),
+          fp32ParameterMB: +((m.baselineParameterBytes ?? m.parameterBytes) / 1e6).toFixed(2),
+          compression: +(1 - m.parameterBytes / (m.baselineParameterBytes ?? m.parameterBytes)).toFixed(4),
+          onDiskMB: +(m.files.reduce((a, f) => a + f.bytes, 0) / 1e6).toFixed(2),
+          dequantizedAtLoad: m.dequantizedAtLoad ?? false,
+          quantizeSeconds: +(m.quantizeSeconds ?? (performance.now() - started) / 1000).toFixed(2),
+        }),
+      );
       return 0;
     }
     case "import": {

@@ -4,7 +4,7 @@ import { appendFile, mkdir, readFile, symlink, writeFile } from "node:fs/promise
 import { join } from "node:path";
 import { before, describe, it } from "node:test";
 import { Transcriber } from "../src/asr/transcriber.js";
-import { ResultsStore, readJsonl, type RunSummary } from "../src/eval/results-store.js";
+import { ResultsStore, readJsonl, type RunSummary, type UtteranceResult } from "../src/eval/results-store.js";
 import { runEvaluation } from "../src/eval/runner.js";
 import { calibrationPart, evaluationPart, parseShard } from "../src/eval/splits.js";
 import { align, characters, errorRate, words } from "../src/eval/wer.js";
@@ -71,7 +71,7 @@ describe("results store", () => {
   it("drops a truncated last line left by a crash, keeps everything before it, and appends cleanly", async () => {
     const dir = await tempDir();
     const store = new ResultsStore(dir);
-    const rec = (id: string) => ({ id, hypothesis: "x", hypothesisNormalized: "x", referenceNormalized: "x", words: { substitutions: 0, deletions: 0, insertions: 0, hits: 1, referenceLength: 1 }, chars: { substitutions: 0, deletions: 0, insertions: 0, hits: 1, referenceLength: 1 }, audioSeconds: 1, tokens: 1, seconds: 0.1 });
+    const rec = (id: string) => ({ id, hypothesis: "x", hypothesisNormalized: "x", referenceNormalized: "x", words: { substitutions: 0, deletions: 0, insertions: 0, hits: 1, referenceLength: 1 }, chars: { substitutions: 0, deletions: 0, insertions: 0, hits: 1, referenceLength: 1 }, audioSeconds: 1, tokens: 1, seconds: 0.1, wordErrors: [] });
     await store.appendUtterance("k", rec("a"));
     await store.appendUtterance("k", rec("b"));
     await appendFile(join(dir, "runs", "k.jsonl"), '{"id":"c","hypoth'); // killed mid-write
@@ -147,8 +147,9 @@ describe("an evaluation run", () => {
     assert.equal(decoded.length, 1 + 7, "warm-up + the 7 unfinished utterances only");
     assert.ok(!decoded.slice(1).some((id) => utterances.slice(0, 5).some((u) => u.id === id)));
     assert.deepEqual(deterministic(resumed), deterministic(reference));
-    const a = (await readJsonl<{ id: string }>(join(dir, "runs", `${resumed.key}.jsonl`))).records;
+    const a = (await readJsonl<UtteranceResult>(join(dir, "runs", `${resumed.key}.jsonl`))).records;
     assert.deepEqual(a.map((r) => r.id).sort(), utterances.map((u) => u.id).sort());
+    for (const r of a) assert.equal(r.wordErrors.length, r.words.substitutions + r.words.deletions + r.words.insertions, "the alignment is kept with each utterance");
 
     // finished: asking again computes nothing
     let again = 0;

@@ -9,13 +9,17 @@ import { loadAudio } from "../audio/decode.js";
 import { Transcriber, type TranscriberOptions } from "../asr/transcriber.js";
 import { buildManifest, type Utterance } from "../hub/librispeech.js";
 import { KitError } from "../util/errors.js";
+import { RECIPES } from "../recipes/catalog.js";
+import { ensureQuantizedModel } from "../recipes/quantize-model.js";
+import { resolveModelDir } from "../hub/fetch-model.js";
 import { dataDir, readJson } from "../util/fs.js";
 import { babble, babbleTalkers, mixAtSnr, parseNoise, seedOf, whiteNoise, type NoiseSpec } from "./noise.js";
 import { ResultsStore } from "./results-store.js";
 import { runEvaluation, type Progress, type RunOutcome } from "./runner.js";
 import { evaluationPart, type Selection } from "./splits.js";
 
-export const RECIPES_AVAILABLE = ["fp32"];
+/** Recipes that can run (the catalog lists more; see `ptq recipes`). */
+export const RECIPES_AVAILABLE = RECIPES.filter((r) => r.id === "fp32" || r.quantize).map((r) => r.id);
 
 export interface EvalJob {
   model: string;
@@ -54,17 +58,20 @@ export async function runJob(job: EvalJob, context: JobContext): Promise<RunOutc
   const manifest = await buildManifest(root, job.split);
   const utterances = evaluationPart(manifest, job.selection ?? {});
   if (utterances.length === 0) throw new KitError(`the selection from ${job.split} is empty`, { field: "--limit", fix: "raise --limit or use --full" });
-  let transcriber = context.transcribers?.get(job.model);
+  const cacheKey = `${job.model}\u0000${job.recipe}`;
+  let transcriber = context.transcribers?.get(cacheKey);
   if (!transcriber) {
-    transcriber = await Transcriber.load(job.model, context.transcriberOptions);
-    context.transcribers?.set(job.model, transcriber);
+    const modelDir = await resolveModelDir(job.model, context.transcriberOptions.hub ?? {});
+    const { dir } = await ensureQuantizedModel(modelDir, job.recipe);
+    transcriber = await Transcriber.load(modelDir, { ...context.transcriberOptions, onnxDir: dir });
+    context.transcribers?.set(cacheKey, transcriber);
   }
   const conditions: Record<string, unknown> = job.noise ? { noise: `${job.noise.kind}:${job.noise.snrDb}` } : {};
   try {
     return await runEvaluation({
       transcriber,
       modelName: job.model,
-      recipe: { id: job.recipe, options: {} },
+      recipe: { id: job.recipe, options: transcriber.manifest.recipeOptions ?? {} },
       split: job.split,
       utterances,
       store: context.store,

@@ -12,7 +12,7 @@ import { mkdir, open, readdir, readFile, truncate } from "node:fs/promises";
 import { join } from "node:path";
 import { KitError } from "../util/errors.js";
 import { exists, readJson, writeJsonAtomic } from "../util/fs.js";
-import type { ErrorCounts } from "./wer.js";
+import type { EditOp, ErrorCounts } from "./wer.js";
 
 export interface RunSpec {
   model: { name: string; weightsSha256: string };
@@ -31,6 +31,8 @@ export interface UtteranceResult {
   referenceNormalized: string;
   words: ErrorCounts;
   chars: ErrorCounts;
+  /** The word alignment's errors, in order: [op, reference word, hypothesis word] (null where absent). */
+  wordErrors: Array<[EditOp, string | null, string | null]>;
   audioSeconds: number;
   tokens: number;
   seconds: number; // processing time of this utterance (audio loading to text)
@@ -43,6 +45,8 @@ export interface ModelSize {
   parameterBytes: number; // what the parameters take (the study's 'model size', like a state_dict)
   fp32ParameterBytes: number; // the same parameters at fp32
   compression: number; // 1 - parameterBytes / fp32ParameterBytes
+  quantizeSeconds: number; // time the recipe took to quantize the model (0 for fp32)
+  dequantizedAtLoad: boolean; // some tensors have no onnxruntime kernel and are expanded to fp32 at load
 }
 
 export interface RunSummary {

@@ -83,6 +83,8 @@ export function sizeOf(manifest: ModelManifest): ModelSize {
     parameterBytes: manifest.parameterBytes,
     fp32ParameterBytes,
     compression: 1 - manifest.parameterBytes / fp32ParameterBytes,
+    quantizeSeconds: manifest.quantizeSeconds ?? 0,
+    dequantizedAtLoad: manifest.dequantizedAtLoad ?? false,
   };
 }
 
@@ -152,12 +154,14 @@ export async function runEvaluation(request: EvalRequest): Promise<RunOutcome> {
       const seconds = (performance.now() - t0) / 1000;
       const hyp = normalizer.normalize(result.text);
       const ref = normalizer.normalize(u.transcript);
+      const wordAlignment = align(words(ref), words(hyp));
       const record: UtteranceResult = {
         id: u.id,
         hypothesis: result.text,
         hypothesisNormalized: hyp,
         referenceNormalized: ref,
-        words: countsOf(align(words(ref), words(hyp))),
+        words: countsOf(wordAlignment),
+        wordErrors: wordAlignment.steps.filter((s) => s.op !== "equal").map((s) => [s.op, s.ref, s.hyp]),
         chars: countsOf(align(characters(ref), characters(hyp))),
         audioSeconds: audio.length / 16000,
         tokens: result.tokens.length,
