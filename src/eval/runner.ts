@@ -5,7 +5,7 @@
  * shards of one run (on other machines) fill the same run key, joined later by `mergeStores`.
  */
 import { createHash } from "node:crypto";
-import { readFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { loadAudio } from "../audio/decode.js";
 import type { Transcriber } from "../asr/transcriber.js";
@@ -49,6 +49,15 @@ export interface RunOutcome {
   summary: RunSummary | null; // null while other shards' utterances are missing
   done: number;
   total: number;
+}
+
+/** Start a fresh peak-memory window (Linux: writing 5 to clear_refs resets VmHWM to the current RSS). */
+export function resetPeakRss(): void {
+  try {
+    writeFileSync("/proc/self/clear_refs", "5");
+  } catch {
+    // not Linux, or not permitted: the peak then covers the whole process
+  }
 }
 
 export function peakRssMB(): number {
@@ -138,6 +147,7 @@ export async function runEvaluation(request: EvalRequest): Promise<RunOutcome> {
     return { audio, result: await request.transcriber.transcribe(audio) };
   };
 
+  resetPeakRss(); // the peak of this run: the loaded model plus what evaluating it takes
   // Warm-up on one utterance (not timed, not recorded), as the study measured RTF.
   if (todo.length > 0) await transcribe(todo[0]!);
   let running = emptyCounts();
