@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, it } from "node:test";
-import { dequantize, packBnb4, quantizeBnb4, quantizeHqq, quantizeQuantoAffine, quantizeQuantoSymmetric, quantizeTorchInt8, quantoGroupSize, type Weight } from "../src/quant/schemes.js";
+import { dequantize, dequantizeAbsmax, doubleQuantizeAbsmax, packBnb4, quantizeBnb4, quantizeHqq, quantizeQuantoAffine, quantizeQuantoSymmetric, quantizeTorchInt8, quantoGroupSize, type Weight } from "../src/quant/schemes.js";
 import { fromFloat8E4M3, toFloat8E4M3 } from "../src/quant/float32.js";
 import { FIXTURES } from "./support/env.js";
 
@@ -84,6 +84,18 @@ for (const name of ["whisper_fc1", "random"]) {
           }
         }
       }
+    });
+
+    it("bitsandbytes: double quantization of the absmax (nf4-dq)", () => {
+      const ref = fx.bnb.nf4_double;
+      const q = quantizeBnb4(w, "nf4");
+      const dq = doubleQuantizeAbsmax(q.scales, ref.state2_blocksize);
+      assert.deepEqual([...dq.code], [...f32(ref.state2_code)], "dynamic map");
+      assert.equal(Math.fround(dq.offset), Math.fround(ref.offset[0]));
+      assert.deepEqual([...dq.codes], ref.absmax_codes);
+      assert.deepEqual([...dq.absmax2], [...f32(ref.state2_absmax)]);
+      assert.deepEqual([...dequantizeAbsmax(dq, ref.state2_blocksize)], [...f32(ref.dequantized_absmax)]);
+      assert.deepEqual([...packBnb4(q.codes)], ref.packed, "the 4-bit codes do not change");
     });
 
     it("bitsandbytes: NF4 and FP4 codes, packing and absmax", () => {

@@ -12,7 +12,7 @@ import * as ort from "onnxruntime-node";
 import { Transcriber } from "../src/asr/transcriber.js";
 import { buildOnnxModel, type ModelManifest } from "../src/model/build.js";
 import { DataType, GraphBuilder, writeOnnxModel } from "../src/model/onnx.js";
-import { dequantize, packBnb4, type Weight } from "../src/quant/schemes.js";
+import { dequantize, dequantizeAbsmax, doubleQuantizeAbsmax, packBnb4, type Weight } from "../src/quant/schemes.js";
 import { findRecipe, RECIPES } from "../src/recipes/catalog.js";
 import { emitDequantized, emitMatMulBnb4, emitMatMulNBits, emitTorchDynamic } from "../src/recipes/emit.js";
 import { quantizeModel } from "../src/recipes/quantize-model.js";
@@ -69,16 +69,19 @@ describe("each quantized linear layer in onnxruntime", () => {
     it(`${recipe.id}: ${recipe.execution({})} output equals x · dequantize(W)^T`, async () => {
       const q = recipe.quantize!(w, {});
       const path = recipe.execution({});
+      const dq = recipe.doubleQuant ? doubleQuantizeAbsmax(q.scales) : undefined;
       const y = await runLayer(
         (g) =>
           path === "MatMulNBits"
             ? emitMatMulNBits(g, "x", "y", "layer", q, w.rows, w.cols)
             : path === "MatMulBnb4"
-              ? emitMatMulBnb4(g, "x", "y", "layer", q, packBnb4(q.codes), recipe.id.endsWith("fp4") ? "fp4" : "nf4", w.rows, w.cols)
+              ? emitMatMulBnb4(g, "x", "y", "layer", q, packBnb4(q.codes), recipe.id.includes("fp4") ? "fp4" : "nf4", w.rows, w.cols, dq)
               : emitDequantized(g, "x", "y", "layer", q, w.rows, w.cols),
         x, rows, w.cols, w.rows,
       );
-      const err = relErr(y, reference(x, dequantize(q), rows, w.cols, w.rows));
+      // with double quantization the kernel sees bitsandbytes' reconstructed absmax
+      const effective = dq ? { ...q, scales: dequantizeAbsmax(dq) } : q;
+      const err = relErr(y, reference(x, dequantize(effective), rows, w.cols, w.rows));
       // fp32 accumulation order (and quanto's shift expressed as a zero point for MatMulNBits) allow ~1e-6
       assert.ok(err < 2e-6, `relative error ${err}`);
     });

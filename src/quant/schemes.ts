@@ -297,3 +297,85 @@ export function packBnb4(codes: Int32Array): Uint8Array {
   for (let i = 0; i < codes.length; i += 2) out[i >> 1] = ((codes[i]! & 0xf) << 4) | ((codes[i + 1] ?? 0) & 0xf);
   return out;
 }
+
+/**
+ * torch.linspace(start, end, steps) in float32: the first half counts up from start, the rest down
+ * from end, each value one fused multiply-add (rounded once), as torch's vectorized CPU kernel does.
+ */
+function linspaceF32(start: number, end: number, steps: number): Float32Array {
+  const out = new Float32Array(steps);
+  const s = f(start);
+  const e = f(end);
+  const step = f(f(e - s) / (steps - 1));
+  const half = Math.floor(steps / 2);
+  for (let i = 0; i < steps; i++) out[i] = i < half ? f(s + step * i) : f(e - step * (steps - 1 - i));
+  return out;
+}
+
+/**
+ * bitsandbytes' signed 8-bit dynamic map (create_dynamic_map): for exponents 10^-6 .. 10^0, the
+ * midpoints of linspace(0.1, 1) with 2^i + 1 points, both signs, plus 0 and 1, sorted.
+ */
+export function bnbDynamicMap(): Float32Array {
+  const data: number[] = [];
+  const maxExponentBits = 7;
+  for (let i = 0; i < maxExponentBits; i++) {
+    const boundaries = linspaceF32(0.1, 1, 2 ** i + 1);
+    const scale = f(10 ** (-(maxExponentBits - 1) + i));
+    for (let j = 0; j + 1 < boundaries.length; j++) {
+      const mean = f(f(boundaries[j]! + boundaries[j + 1]!) / 2);
+      data.push(f(scale * mean), f(-scale * mean));
+    }
+  }
+  data.push(0, 1);
+  while (data.length < 256) data.push(0);
+  return Float32Array.from(data.sort((a, b) => a - b));
+}
+
+export interface DoubleQuantizedAbsmax {
+  codes: Uint8Array; // one per 4-bit block
+  absmax2: Float32Array; // one per 256 codes
+  offset: number; // mean of the original absmax
+  code: Float32Array; // the dynamic map
+}
+
+/**
+ * bitsandbytes' double quantization (compress_statistics): absmax minus its mean, quantized
+ * blockwise (256) to the dynamic map: per block absmax2, scaled = x / absmax2, nearest code.
+ */
+export function doubleQuantizeAbsmax(absmax: Float32Array, blockSize = 256): DoubleQuantizedAbsmax {
+  const code = bnbDynamicMap();
+  let sum = 0;
+  for (const v of absmax) sum += v;
+  const offset = f(sum / absmax.length);
+  const centred = Float32Array.from(absmax, (v) => f(v - offset));
+  const bounds = Float32Array.from({ length: 255 }, (_, i) => f(f(code[i]! + code[i + 1]!) / 2));
+  const blocks = Math.ceil(centred.length / blockSize);
+  const absmax2 = new Float32Array(blocks);
+  const codes = new Uint8Array(centred.length);
+  for (let b = 0; b < blocks; b++) {
+    const end = Math.min(centred.length, (b + 1) * blockSize);
+    let amax = 0;
+    for (let i = b * blockSize; i < end; i++) amax = Math.max(amax, Math.abs(centred[i]!));
+    absmax2[b] = amax;
+    const full = end - b * blockSize === blockSize;
+    const inv = f(1 / Math.max(amax, 1e-38));
+    for (let i = b * blockSize; i < end; i++) {
+      const scaled = clamp(full ? f(centred[i]! * inv) : f(centred[i]! / Math.max(amax, 1e-38)), -1, 1);
+      let lo = 0;
+      let hi = 255; // bucketize: the number of bounds strictly below `scaled`
+      while (lo < hi) {
+        const mid = (lo + hi) >> 1;
+        if (bounds[mid]! < scaled) lo = mid + 1;
+        else hi = mid;
+      }
+      codes[i] = lo;
+    }
+  }
+  return { codes, absmax2, offset, code };
+}
+
+/** The absmax bitsandbytes reconstructs: code[q] * absmax2[block] + offset. */
+export function dequantizeAbsmax(d: DoubleQuantizedAbsmax, blockSize = 256): Float32Array {
+  return Float32Array.from(d.codes, (q, i) => f(f(d.code[q]! * d.absmax2[Math.floor(i / blockSize)]!) + d.offset));
+}

@@ -38,6 +38,8 @@ export interface Recipe {
   quantizesProjOut: boolean;
   /** Weight quantizer; null for fp32 and for recipes not implemented yet. */
   quantize: ((w: Weight, o: RecipeOptions) => QuantizedWeight) | null;
+  /** bitsandbytes' compress_statistics: the absmax is itself quantized. */
+  doubleQuant?: boolean;
   /** Why a listed recipe cannot run yet (it needs calibration or numerics this kit does not have yet). */
   missing?: string;
   notes: string;
@@ -116,7 +118,19 @@ export const RECIPES: Recipe[] = [
     quantize: (w) => quantizeBnb4(w, qt),
     notes: "absmax per block, nearest code; transformers leaves the tied output projection in float",
   })),
-  ...["nf4-fp16", "fp4-fp16", "nf4-dq", "llm-int8"].map<Recipe>((id) => ({
+  {
+    id: "bnb/nf4-dq",
+    library: "bitsandbytes",
+    scheme: "weight-only",
+    granularity: "blocks of 64; absmax double-quantized (8-bit, blocks of 256)",
+    bits: "4",
+    execution: () => "MatMulBnb4",
+    quantizesProjOut: false,
+    quantize: (w) => quantizeBnb4(w, "nf4"),
+    doubleQuant: true,
+    notes: "compress_statistics: absmax minus its mean, 8-bit dynamic map per 256 blocks; the absmax is rebuilt at load",
+  },
+  ...["nf4-fp16", "fp4-fp16", "llm-int8"].map<Recipe>((id) => ({
     id: `bnb/${id}`,
     library: "bitsandbytes",
     scheme: id === "llm-int8" ? "dynamic" : "weight-only",
@@ -125,7 +139,7 @@ export const RECIPES: Recipe[] = [
     execution: () => "dequantized at load",
     quantizesProjOut: false,
     quantize: null,
-    missing: id === "nf4-dq" ? "the 8-bit blockwise quantization of the absmax is not implemented yet" : id === "llm-int8" ? "the outlier split is not implemented yet" : "fp16 compute numerics are not implemented yet",
+    missing: id === "llm-int8" ? "the outlier split is not implemented yet" : "fp16 compute numerics are not implemented yet",
     notes: "",
   })),
 ];

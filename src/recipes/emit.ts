@@ -5,7 +5,7 @@
  */
 import { DataType, type GraphBuilder } from "../model/onnx.js";
 import { fromFloat8E4M3 } from "../quant/float32.js";
-import type { QuantizedWeight } from "../quant/schemes.js";
+import type { DoubleQuantizedAbsmax, QuantizedWeight } from "../quant/schemes.js";
 
 const MS = "com.microsoft";
 
@@ -68,12 +68,34 @@ export function emitMatMulNBits(g: GraphBuilder, x: string, out: string, name: s
   return Math.ceil((n * k * bits) / 8) + 4 * q.scales.length + zeroBytes;
 }
 
-/** com.microsoft.MatMulBnb4: bitsandbytes' own packing of the flattened [N, K] weight, absmax per block. */
-export function emitMatMulBnb4(g: GraphBuilder, x: string, out: string, name: string, q: QuantizedWeight, packed: Uint8Array, quantType: "nf4" | "fp4", n: number, k: number): number {
+/**
+ * com.microsoft.MatMulBnb4: bitsandbytes' own packing of the flattened [N, K] weight, absmax per
+ * block. With double quantization the absmax is stored as bitsandbytes stores it (8-bit codes of
+ * the dynamic map, one scale per 256 blocks, an offset) and rebuilt in the graph (folded at load).
+ */
+export function emitMatMulBnb4(g: GraphBuilder, x: string, out: string, name: string, q: QuantizedWeight, packed: Uint8Array, quantType: "nf4" | "fp4", n: number, k: number, dq?: DoubleQuantizedAbsmax): number {
   g.initializer(`${name}.qweight`, packed, [packed.length], DataType.UINT8);
-  g.initializer(`${name}.absmax`, q.scales, [q.scales.length]);
-  g.op("MatMulBnb4", [x, `${name}.qweight`, `${name}.absmax`], { K: k, N: n, block_size: q.groupSize, quant_type: quantType === "nf4" ? 1 : 0 }, { domain: MS, name: `${name}/quant/MatMulBnb4`, output: out });
-  return packed.length + 4 * q.scales.length;
+  let absmax = `${name}.absmax`;
+  let statsBytes = 4 * q.scales.length;
+  if (dq) {
+    const blocks = dq.codes.length;
+    const blocks2 = dq.absmax2.length;
+    const padded = new Uint8Array(blocks2 * 256);
+    padded.set(dq.codes);
+    g.initializer(`${name}.absmax_q`, padded, [blocks2 * 256], DataType.UINT8);
+    g.initializer(`${name}.absmax2`, dq.absmax2, [blocks2, 1]);
+    g.initializer(`${name}.absmax_code`, dq.code, [256]);
+    g.initializer(`${name}.absmax_offset`, Float32Array.of(dq.offset), []);
+    const index = g.op("Cast", [`${name}.absmax_q`], { to: DataType.INT32 }, { name: `${name}/quant/AbsmaxIndex` });
+    const values = g.op("Reshape", [g.op("Gather", [`${name}.absmax_code`, index], { axis: 0 }, { name: `${name}/quant/AbsmaxLookup` }), g.constant([blocks2, 256])], {}, { name: `${name}/quant/AbsmaxBlocks` });
+    const scaled = g.op("Add", [g.op("Mul", [values, `${name}.absmax2`], {}, { name: `${name}/quant/AbsmaxScale` }), `${name}.absmax_offset`], {}, { name: `${name}/quant/AbsmaxOffset` });
+    absmax = g.op("Slice", [g.op("Reshape", [scaled, g.constant([-1])], {}, { name: `${name}/quant/AbsmaxFlat` }), g.constant([0]), g.constant([blocks])], {}, { name: `${name}/quant/Absmax` });
+    statsBytes = blocks + 4 * blocks2 + 4 * 256 + 4; // codes, second-level scales, the map, the offset (as bitsandbytes' state_dict keeps them)
+  } else {
+    g.initializer(absmax, q.scales, [q.scales.length]);
+  }
+  g.op("MatMulBnb4", [x, `${name}.qweight`, absmax], { K: k, N: n, block_size: q.groupSize, quant_type: quantType === "nf4" ? 1 : 0 }, { domain: MS, name: `${name}/quant/MatMulBnb4`, output: out });
+  return packed.length + statsBytes;
 }
 
 /**

@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { DECODER_FILE, ENCODER_FILE, ensureOnnxModel, MANIFEST_FILE, type ModelManifest, type ParameterRecord } from "../model/build.js";
 import { GraphBuilder, writeOnnxModel } from "../model/onnx.js";
 import { transpose2d, TOKEN_EMBEDDING } from "../model/whisper-graphs.js";
-import { packBnb4, type QuantizedWeight } from "../quant/schemes.js";
+import { doubleQuantizeAbsmax, packBnb4, type QuantizedWeight } from "../quant/schemes.js";
 import { KitError } from "../util/errors.js";
 import { exists, readJson, withAtomicDir, writeJsonAtomic } from "../util/fs.js";
 import { findRecipe, type Execution, type Recipe, type RecipeOptions } from "./catalog.js";
@@ -84,7 +84,7 @@ export async function quantizeModel(fp32Dir: string, recipeId: string, options: 
       const path: Execution = execution === "MatMulNBits" && !canNBits ? "dequantized at load" : execution;
       let bytes: number;
       if (path === "MatMulNBits") bytes = emitMatMulNBits(g, x, out, layer, q, n, k);
-      else if (path === "MatMulBnb4") bytes = emitMatMulBnb4(g, x, out, layer, q, packBnb4(q.codes), recipe.id.endsWith("fp4") ? "fp4" : "nf4", n, k);
+      else if (path === "MatMulBnb4") bytes = emitMatMulBnb4(g, x, out, layer, q, packBnb4(q.codes), recipe.id.includes("fp4") ? "fp4" : "nf4", n, k, recipe.doubleQuant ? doubleQuantizeAbsmax(q.scales) : undefined);
       else if (path === "MatMulInteger") bytes = emitTorchDynamic(g, x, out, layer, q, n, k);
       else bytes = emitDequantized(g, x, out, layer, q, n, k);
       const name = `${layer}.weight`;
