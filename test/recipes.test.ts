@@ -12,6 +12,7 @@ import * as ort from "onnxruntime-node";
 import { Transcriber } from "../src/asr/transcriber.js";
 import { buildOnnxModel, type ModelManifest } from "../src/model/build.js";
 import { DataType, GraphBuilder, writeOnnxModel } from "../src/model/onnx.js";
+import { float16ToFloat32, float32ToFloat16 } from "../src/model/safetensors.js";
 import { dequantize, dequantizeAbsmax, doubleQuantizeAbsmax, packBnb4, type Weight } from "../src/quant/schemes.js";
 import { findRecipe, RECIPES } from "../src/recipes/catalog.js";
 import { emitDequantized, emitMatMulBnb4, emitMatMulNBits, emitTorchDynamic } from "../src/recipes/emit.js";
@@ -66,7 +67,7 @@ describe("each quantized linear layer in onnxruntime", () => {
   const x = Float32Array.from({ length: rows * w.cols }, (_, i) => Math.sin(i * 0.7) * (i % 17 === 0 ? 6 : 1));
 
   for (const recipe of RECIPES.filter((r) => r.quantize && r.id !== "pytorch/dynamic-int8")) {
-    it(`${recipe.id}: ${recipe.execution({})} output equals x · dequantize(W)^T`, async () => {
+    it(`${recipe.id}: ${recipe.execution({})} output equals its reference (x · dequantize(W)^T${recipe.fp16Compute ? " with fp16 rounding" : ""})`, async () => {
       const q = recipe.quantize!(w, {});
       const path = recipe.execution({});
       const dq = recipe.doubleQuant ? doubleQuantizeAbsmax(q.scales) : undefined;
@@ -76,11 +77,21 @@ describe("each quantized linear layer in onnxruntime", () => {
             ? emitMatMulNBits(g, "x", "y", "layer", q, w.rows, w.cols)
             : path === "MatMulBnb4"
               ? emitMatMulBnb4(g, "x", "y", "layer", q, packBnb4(q.codes), recipe.id.includes("fp4") ? "fp4" : "nf4", w.rows, w.cols, dq)
-              : emitDequantized(g, "x", "y", "layer", q, w.rows, w.cols),
+              : emitDequantized(g, "x", "y", "layer", q, w.rows, w.cols, recipe.fp16Compute ?? false),
         x, rows, w.cols, w.rows,
       );
       // with double quantization the kernel sees bitsandbytes' reconstructed absmax
       const effective = dq ? { ...q, scales: dequantizeAbsmax(dq) } : q;
+      if (recipe.fp16Compute) {
+        // reference: fp16-rounded weight and input, fp32 accumulation, fp16-rounded output
+        const h = (a: Float32Array) => a.map((v) => float16ToFloat32(float32ToFloat16(v)));
+        const want = Float64Array.from(reference(h(x), h(dequantize(effective)), rows, w.cols, w.rows), (v) => float16ToFloat32(float32ToFloat16(v)));
+        const err = relErr(y, want);
+        assert.ok(err < 1e-3, `relative error ${err} (fp16 output rounding)`);
+        const err32 = relErr(y, reference(x, dequantize(effective), rows, w.cols, w.rows));
+        assert.ok(err32 > 1e-5, `fp16 rounding is visible against fp32 compute (${err32})`);
+        return;
+      }
       const err = relErr(y, reference(x, dequantize(effective), rows, w.cols, w.rows));
       // fp32 accumulation order (and quanto's shift expressed as a zero point for MatMulNBits) allow ~1e-6
       assert.ok(err < 2e-6, `relative error ${err}`);

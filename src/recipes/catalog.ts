@@ -38,6 +38,8 @@ export interface Recipe {
   quantizesProjOut: boolean;
   /** Weight quantizer; null for fp32 and for recipes not implemented yet. */
   quantize: ((w: Weight, o: RecipeOptions) => QuantizedWeight) | null;
+  /** Emulate fp16 compute (rounding of weight, activation and output to fp16). */
+  fp16Compute?: boolean;
   /** bitsandbytes' compress_statistics: the absmax is itself quantized. */
   doubleQuant?: boolean;
   /** Why a listed recipe cannot run yet (it needs calibration or numerics this kit does not have yet). */
@@ -130,7 +132,19 @@ export const RECIPES: Recipe[] = [
     doubleQuant: true,
     notes: "compress_statistics: absmax minus its mean, 8-bit dynamic map per 256 blocks; the absmax is rebuilt at load",
   },
-  ...["nf4-fp16", "fp4-fp16", "llm-int8"].map<Recipe>((id) => ({
+  ...(["nf4", "fp4"] as const).map<Recipe>((qt) => ({
+    id: `bnb/${qt}-fp16`,
+    library: "bitsandbytes",
+    scheme: "weight-only",
+    granularity: "blocks of 64 (flattened weight)",
+    bits: "4",
+    execution: () => "dequantized at load",
+    quantizesProjOut: false,
+    quantize: (w) => quantizeBnb4(w, qt),
+    fp16Compute: true,
+    notes: "compute_dtype float16: weight, activation and output rounded to fp16, fp32 accumulation (emulated; onnxruntime has no fp16 MatMulBnb4 on CPU)",
+  })),
+  ...["llm-int8"].map<Recipe>((id) => ({
     id: `bnb/${id}`,
     library: "bitsandbytes",
     scheme: id === "llm-int8" ? "dynamic" : "weight-only",
@@ -139,7 +153,7 @@ export const RECIPES: Recipe[] = [
     execution: () => "dequantized at load",
     quantizesProjOut: false,
     quantize: null,
-    missing: id === "llm-int8" ? "the outlier split is not implemented yet" : "fp16 compute numerics are not implemented yet",
+    missing: "the outlier split is not implemented yet",
     notes: "",
   })),
 ];

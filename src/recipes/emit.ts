@@ -104,7 +104,7 @@ export function emitMatMulBnb4(g: GraphBuilder, x: string, out: string, name: st
  * per group, Transpose to [K, N], MatMul. Every input is an initializer, so onnxruntime folds the
  * expansion when the session loads: the file is small, the weight in memory is fp32.
  */
-export function emitDequantized(g: GraphBuilder, x: string, out: string, name: string, q: QuantizedWeight, n: number, k: number): number {
+export function emitDequantized(g: GraphBuilder, x: string, out: string, name: string, q: QuantizedWeight, n: number, k: number, fp16Compute = false): number {
   const count = n * k;
   const offset = q.convention === "symmetric" ? 2 ** (q.bits - 1) : 0;
   const planeBytes = Math.ceil(count / 8);
@@ -149,8 +149,17 @@ export function emitDequantized(g: GraphBuilder, x: string, out: string, name: s
       break;
     }
   }
-  const weight = g.op("Transpose", [g.op("Reshape", [values, g.constant([n, k])], {}, { name: `${name}/quant/Shape` })], { perm: [1, 0] }, { name: `${name}/quant/Transpose` });
-  g.op("MatMul", [x, weight], {}, { name: `${name}/quant/MatMul`, output: out });
+  let weight = g.op("Transpose", [g.op("Reshape", [values, g.constant([n, k])], {}, { name: `${name}/quant/Shape` })], { perm: [1, 0] }, { name: `${name}/quant/Transpose` });
+  if (!fp16Compute) {
+    g.op("MatMul", [x, weight], {}, { name: `${name}/quant/MatMul`, output: out });
+    return planes.length + paramBytes;
+  }
+  // fp16 compute (bitsandbytes' compute_dtype=float16): the dequantized weight, the activation and
+  // the output are rounded to fp16; the product accumulates in fp32, as fp16 GEMMs do.
+  const half = (v: string, label: string) => g.op("Cast", [g.op("Cast", [v], { to: DataType.FLOAT16 }, { name: `${name}/quant/${label}ToHalf` })], { to: DataType.FLOAT }, { name: `${name}/quant/${label}FromHalf` });
+  weight = half(weight, "Weight");
+  const product = g.op("MatMul", [half(x, "Input"), weight], {}, { name: `${name}/quant/MatMul` });
+  g.op("Cast", [g.op("Cast", [product], { to: DataType.FLOAT16 }, { name: `${name}/quant/OutputToHalf` })], { to: DataType.FLOAT }, { name: `${name}/quant/OutputFromHalf`, output: out });
   return planes.length + paramBytes;
 }
 

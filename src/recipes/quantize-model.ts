@@ -86,7 +86,7 @@ export async function quantizeModel(fp32Dir: string, recipeId: string, options: 
       if (path === "MatMulNBits") bytes = emitMatMulNBits(g, x, out, layer, q, n, k);
       else if (path === "MatMulBnb4") bytes = emitMatMulBnb4(g, x, out, layer, q, packBnb4(q.codes), recipe.id.includes("fp4") ? "fp4" : "nf4", n, k, recipe.doubleQuant ? doubleQuantizeAbsmax(q.scales) : undefined);
       else if (path === "MatMulInteger") bytes = emitTorchDynamic(g, x, out, layer, q, n, k);
-      else bytes = emitDequantized(g, x, out, layer, q, n, k);
+      else bytes = emitDequantized(g, x, out, layer, q, n, k, recipe.fp16Compute ?? false);
       const name = `${layer}.weight`;
       const record: ParameterRecord = records.get(name) ?? { name, shape: [n, k], graph: g.name.includes("encoder") ? "encoder" : "decoder", format: "fp32", bytes: 0 };
       records.set(name, { ...record, format: describe(recipe, q, path), bytes, execution: path });
