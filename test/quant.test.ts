@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, it } from "node:test";
-import { dequantize, dequantizeAbsmax, doubleQuantizeAbsmax, packBnb4, quantizeBnb4, quantizeHqq, quantizeQuantoAffine, quantizeQuantoSymmetric, quantizeTorchInt8, quantoGroupSize, type Weight } from "../src/quant/schemes.js";
+import { dequantize, dequantizeAbsmax, doubleQuantizeAbsmax, packBnb4, quantizeLlmInt8Weight, quantizeBnb4, quantizeHqq, quantizeQuantoAffine, quantizeQuantoSymmetric, quantizeTorchInt8, quantoGroupSize, type Weight } from "../src/quant/schemes.js";
 import { fromFloat8E4M3, toFloat8E4M3 } from "../src/quant/float32.js";
 import { FIXTURES } from "./support/env.js";
 
@@ -96,6 +96,13 @@ for (const name of ["whisper_fc1", "random"]) {
       assert.deepEqual([...dq.absmax2], [...f32(ref.state2_absmax)]);
       assert.deepEqual([...dequantizeAbsmax(dq, ref.state2_blocksize)], [...f32(ref.dequantized_absmax)]);
       assert.deepEqual([...packBnb4(q.codes)], ref.packed, "the 4-bit codes do not change");
+    });
+
+    it("bitsandbytes: LLM.int8 weights (per-row absmax of the fp16 weight)", () => {
+      const ref = fx.bnb.llm_int8;
+      const q = quantizeLlmInt8Weight(w);
+      assert.equal(mismatches(q.codes, ref.weight_codes), 0);
+      assert.deepEqual([...q.scales], [...f32(ref.weight_absmax)]);
     });
 
     it("bitsandbytes: NF4 and FP4 codes, packing and absmax", () => {

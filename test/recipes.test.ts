@@ -15,7 +15,7 @@ import { DataType, GraphBuilder, writeOnnxModel } from "../src/model/onnx.js";
 import { float16ToFloat32, float32ToFloat16 } from "../src/model/safetensors.js";
 import { dequantize, dequantizeAbsmax, doubleQuantizeAbsmax, packBnb4, type Weight } from "../src/quant/schemes.js";
 import { findRecipe, RECIPES } from "../src/recipes/catalog.js";
-import { emitDequantized, emitMatMulBnb4, emitMatMulNBits, emitTorchDynamic } from "../src/recipes/emit.js";
+import { emitDequantized, emitLlmInt8, emitMatMulBnb4, emitMatMulNBits, emitTorchDynamic } from "../src/recipes/emit.js";
 import { quantizeModel } from "../src/recipes/quantize-model.js";
 import { KitError } from "../src/util/errors.js";
 import { FIXTURES, syntheticModel, tempDir, TEST_CLEAN_FLAC } from "./support/env.js";
@@ -66,7 +66,7 @@ describe("each quantized linear layer in onnxruntime", () => {
   const rows = 3;
   const x = Float32Array.from({ length: rows * w.cols }, (_, i) => Math.sin(i * 0.7) * (i % 17 === 0 ? 6 : 1));
 
-  for (const recipe of RECIPES.filter((r) => r.quantize && r.id !== "pytorch/dynamic-int8")) {
+  for (const recipe of RECIPES.filter((r) => r.quantize && r.id !== "pytorch/dynamic-int8" && !r.llmInt8)) {
     it(`${recipe.id}: ${recipe.execution({})} output equals its reference (x · dequantize(W)^T${recipe.fp16Compute ? " with fp16 rounding" : ""})`, async () => {
       const q = recipe.quantize!(w, {});
       const path = recipe.execution({});
@@ -97,6 +97,26 @@ describe("each quantized linear layer in onnxruntime", () => {
       assert.ok(err < 2e-6, `relative error ${err}`);
     });
   }
+
+  it("bnb/llm-int8: int8 GEMM plus floating outlier columns matches bitsandbytes' own output", async () => {
+    const ref = fx.bnb.llm_int8;
+    const input = f32(ref.input);
+    const [r, k] = ref.input_shape as [number, number];
+    const q = findRecipe("bnb/llm-int8").quantize!(w, {});
+    const bias = f32(ref.bias);
+    const y = await runLayer((g) => {
+      emitLlmInt8(g, "x", "xw", "layer", q, w.rows, w.cols);
+      g.initializer("bias", bias, [w.rows]);
+      g.op("Add", ["xw", "bias"], {}, { output: "y" });
+    }, input, r, k, w.rows);
+    const want = f32(ref.output);
+    const err = relErr(y, want);
+    // bitsandbytes adds the bias before its fp16 rounding, the graph after it: fp16 resolution (~1e-3)
+    assert.ok(err < 2e-3, `relative error vs bitsandbytes ${err}`);
+    // and the outlier column matters: without the floating path the error would be far larger
+    const noOutliers = reference(Float32Array.from(input, (v) => (Math.abs(v) >= 6 ? 0 : v)), dequantize(q), r, k, w.rows);
+    assert.ok(relErr(noOutliers, want) > 10 * err);
+  });
 
   it("pytorch/dynamic-int8: MatMulInteger with torch's activation quantization matches torch's own output", async () => {
     for (const granularity of ["per_tensor", "per_channel"] as const) {

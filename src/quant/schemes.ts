@@ -4,6 +4,7 @@
  * library's grouping and rounding, so that codes are identical to the library's on the same tensor.
  */
 import { clamp, f, FLOAT32_EPS, fromFloat8E4M3 as fromFloat8, roundHalfEven, toFloat8E4M3 } from "./float32.js";
+import { float16ToFloat32, float32ToFloat16 } from "../util/half.js";
 
 export interface Weight {
   data: Float32Array; // [rows, cols] row-major
@@ -19,7 +20,7 @@ export interface QuantizedWeight {
   groupSize: number; // elements per group along a row (cols for per-channel, rows*cols for per-tensor)
   bits: number;
   /** code -> value: scale * (code - zero) for "affine", scale * code - zero for "shift", code * scale for "symmetric". */
-  convention: "symmetric" | "affine" | "shift" | "float8" | "codebook";
+  convention: "symmetric" | "affine" | "shift" | "float8" | "codebook" | "absmax127";
   codebook?: Float32Array; // for NF4/FP4: value = codebook[code] * scale
 }
 
@@ -50,6 +51,9 @@ export function dequantize(q: QuantizedWeight): Float32Array {
         break;
       case "codebook":
         out[i] = f(q.codebook![c]! * s);
+        break;
+      case "absmax127": // bitsandbytes' int8_vectorwise_dequant: code * absmax / 127
+        out[i] = f(f(c * s) * 7.874015718698502e-3);
         break;
     }
   }
@@ -378,4 +382,22 @@ export function doubleQuantizeAbsmax(absmax: Float32Array, blockSize = 256): Dou
 /** The absmax bitsandbytes reconstructs: code[q] * absmax2[block] + offset. */
 export function dequantizeAbsmax(d: DoubleQuantizedAbsmax, blockSize = 256): Float32Array {
   return Float32Array.from(d.codes, (q, i) => f(f(d.code[q]! * d.absmax2[Math.floor(i / blockSize)]!) + d.offset));
+}
+
+/**
+ * LLM.int8 weights (bitsandbytes int8_vectorwise_quant on the fp16 weight): per output row,
+ * absmax of the fp16-rounded row; code = round(w16 * (127 / absmax)) in float32.
+ */
+export function quantizeLlmInt8Weight(w: Weight): QuantizedWeight {
+  const codes = new Int32Array(w.data.length);
+  const absmax = new Float32Array(w.rows);
+  const half = (v: number) => float16ToFloat32(float32ToFloat16(v));
+  for (let r = 0; r < w.rows; r++) {
+    let amax = 0;
+    for (let c = 0; c < w.cols; c++) amax = Math.max(amax, Math.abs(half(w.data[r * w.cols + c]!)));
+    absmax[r] = amax;
+    const factor = f(127 / amax);
+    for (let c = 0; c < w.cols; c++) codes[r * w.cols + c] = clamp(roundHalfEven(f(half(w.data[r * w.cols + c]!) * factor)), -128, 127);
+  }
+  return { codes, scales: absmax, zeros: null, groupSize: w.cols, bits: 8, convention: "absmax127" };
 }

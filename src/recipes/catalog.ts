@@ -4,7 +4,7 @@
  */
 import { KitError } from "../util/errors.js";
 import type { QuantizedWeight, Weight } from "../quant/schemes.js";
-import { quantizeBnb4, quantizeHqq, quantizeQuantoAffine, quantizeQuantoSymmetric, quantizeTorchInt8 } from "../quant/schemes.js";
+import { quantizeBnb4, quantizeHqq, quantizeLlmInt8Weight, quantizeQuantoAffine, quantizeQuantoSymmetric, quantizeTorchInt8 } from "../quant/schemes.js";
 
 export type Library = "none" | "pytorch" | "quanto" | "hqq" | "bitsandbytes";
 export type Scheme = "none" | "dynamic" | "static" | "weight-only";
@@ -38,6 +38,8 @@ export interface Recipe {
   quantizesProjOut: boolean;
   /** Weight quantizer; null for fp32 and for recipes not implemented yet. */
   quantize: ((w: Weight, o: RecipeOptions) => QuantizedWeight) | null;
+  /** bitsandbytes LLM.int8 (mixed int8 / floating outlier decomposition). */
+  llmInt8?: boolean;
   /** Emulate fp16 compute (rounding of weight, activation and output to fp16). */
   fp16Compute?: boolean;
   /** bitsandbytes' compress_statistics: the absmax is itself quantized. */
@@ -144,18 +146,18 @@ export const RECIPES: Recipe[] = [
     fp16Compute: true,
     notes: "compute_dtype float16: weight, activation and output rounded to fp16, fp32 accumulation (emulated; onnxruntime has no fp16 MatMulBnb4 on CPU)",
   })),
-  ...["llm-int8"].map<Recipe>((id) => ({
-    id: `bnb/${id}`,
+  {
+    id: "bnb/llm-int8",
     library: "bitsandbytes",
-    scheme: id === "llm-int8" ? "dynamic" : "weight-only",
-    granularity: id === "llm-int8" ? "per-row weights, per-token activations, outliers in float" : "blocks of 64",
-    bits: id === "llm-int8" ? "8" : "4",
-    execution: () => "dequantized at load",
+    scheme: "dynamic",
+    granularity: "per-row weights, per-token activations, outlier columns in floating point",
+    bits: "8",
+    execution: () => "MatMulInteger",
     quantizesProjOut: false,
-    quantize: null,
-    missing: "the outlier split is not implemented yet",
-    notes: "",
-  })),
+    quantize: (w) => quantizeLlmInt8Weight(w),
+    llmInt8: true,
+    notes: "threshold 6.0, fp16 rounding as bitsandbytes' CPU kernels; the outlier path expands the int8 weight to fp32 at load (size saved on disk, not in memory)",
+  },
 ];
 
 export function findRecipe(id: string): Recipe {

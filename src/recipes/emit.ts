@@ -106,7 +106,7 @@ export function emitMatMulBnb4(g: GraphBuilder, x: string, out: string, name: st
  */
 export function emitDequantized(g: GraphBuilder, x: string, out: string, name: string, q: QuantizedWeight, n: number, k: number, fp16Compute = false): number {
   const count = n * k;
-  const offset = q.convention === "symmetric" ? 2 ** (q.bits - 1) : 0;
+  const offset = q.convention === "symmetric" || q.convention === "absmax127" ? 2 ** (q.bits - 1) : 0;
   const planeBytes = Math.ceil(count / 8);
   const planes = new Uint8Array(q.bits * planeBytes);
   for (let i = 0; i < count; i++) {
@@ -129,6 +129,9 @@ export function emitDequantized(g: GraphBuilder, x: string, out: string, name: s
   switch (q.convention) {
     case "symmetric":
       values = g.op("Mul", [g.op("Sub", [grouped, g.scalar(offset)], {}, { name: `${name}/quant/Offset` }), `${name}.scales`], {}, { name: `${name}/quant/Scale` });
+      break;
+    case "absmax127":
+      values = g.op("Mul", [g.op("Mul", [g.op("Sub", [grouped, g.scalar(offset)], {}, { name: `${name}/quant/Offset` }), `${name}.scales`], {}, { name: `${name}/quant/Scale` }), g.scalar(7.874015718698502e-3)], {}, { name: `${name}/quant/Per127` });
       break;
     case "affine":
       g.initializer(`${name}.zeros`, q.zeros!, [groups, 1]);
@@ -199,4 +202,38 @@ export function emitTorchDynamic(g: GraphBuilder, x: string, out: string, name: 
   const rescale = g.op("Mul", [scale, `${name}.scales`], {}, { name: `${name}/quant/Rescale` });
   g.op("Mul", [g.op("Cast", [acc], { to: DataType.FLOAT }, { name: `${name}/quant/AccFloat` }), rescale], {}, { name: `${name}/quant/Output`, output: out });
   return n * k + 4 * q.scales.length;
+}
+
+/**
+ * bitsandbytes LLM.int8 (MatMul8bitLt, threshold 6.0) as its CPU kernels compute it: the input
+ * rounded to fp16; elements with |x| >= threshold zeroed before each row's absmax; rows quantized
+ * to int8 (round(x * 127 / absmax)), outlier columns zeroed; int8 GEMM (MatMulInteger) rescaled by
+ * row absmax * weight absmax / 127^2, rounded to fp16; the outlier columns added back in floating
+ * point against the dequantized weight columns (fp16), the sum rounded to fp16. The outlier path
+ * multiplies by the dequantized weight, which onnxruntime materializes in fp32 at load.
+ */
+export function emitLlmInt8(g: GraphBuilder, x: string, out: string, name: string, q: QuantizedWeight, n: number, k: number, threshold = 6.0): number {
+  const p = `${name}/quant`;
+  const wT = new Int8Array(n * k);
+  for (let r = 0; r < n; r++) for (let c = 0; c < k; c++) wT[c * n + r] = q.codes[r * k + c]!;
+  g.initializer(`${name}.qweight`, wT, [k, n], DataType.INT8);
+  g.initializer(`${name}.absmax`, q.scales, [1, n]);
+  const half = (v: string, label: string) => g.op("Cast", [g.op("Cast", [v], { to: DataType.FLOAT16 }, { name: `${p}/${label}ToHalf` })], { to: DataType.FLOAT }, { name: `${p}/${label}FromHalf` });
+  const x2 = half(g.op("Reshape", [x, g.constant([-1, k])], {}, { name: `${p}/Flatten` }), "Input");
+  const outlier = g.op("GreaterOrEqual", [g.op("Abs", [x2], {}, { name: `${p}/Abs` }), g.scalar(threshold)], {}, { name: `${p}/Outliers` });
+  const outlierColumns = g.op("ReduceMax", [g.op("Cast", [outlier], { to: DataType.FLOAT }, { name: `${p}/OutlierFloat` }), g.constant([0])], { keepdims: 1 }, { name: `${p}/OutlierColumns` }); // [1, K]
+  const zeroed = g.op("Where", [outlier, g.scalar(0), x2], {}, { name: `${p}/ZeroOutliers` });
+  const rowAbsmax = g.op("ReduceMax", [g.op("Abs", [zeroed], {}, { name: `${p}/AbsZeroed` }), g.constant([1])], { keepdims: 1 }, { name: `${p}/RowAbsmax` }); // [rows, 1]
+  const factor = g.op("Div", [g.scalar(127), g.op("Max", [rowAbsmax, g.scalar(1e-30)], {}, { name: `${p}/SafeAbsmax` })], {}, { name: `${p}/Factor` });
+  const keep = g.op("Sub", [g.scalar(1), outlierColumns], {}, { name: `${p}/KeepColumns` });
+  const codes = g.op("Mul", [g.op("Round", [g.op("Mul", [zeroed, factor], {}, { name: `${p}/Scale` })], {}, { name: `${p}/Round` }), keep], {}, { name: `${p}/DropOutlierColumns` });
+  const acc = g.op("MatMulInteger", [g.op("Cast", [codes], { to: DataType.INT8 }, { name: `${p}/ToInt8` }), `${name}.qweight`], {}, { name: `${p}/MatMulInteger` });
+  const stats = g.op("Mul", [rowAbsmax, `${name}.absmax`], {}, { name: `${p}/Stats` });
+  const int8Part = half(g.op("Mul", [g.op("Mul", [g.op("Cast", [acc], { to: DataType.FLOAT }, { name: `${p}/AccFloat` }), stats], {}, { name: `${p}/Rescale` }), g.scalar(6.200124e-5)], {}, { name: `${p}/Per127Squared` }), "Int8Part");
+  const weight = half(g.op("Mul", [g.op("Mul", [g.op("Cast", [`${name}.qweight`], { to: DataType.FLOAT }, { name: `${p}/WeightFloat` }), `${name}.absmax`], {}, { name: `${p}/WeightScale` }), g.scalar(7.874015718698502e-3)], {}, { name: `${p}/WeightPer127` }), "Weight");
+  const outlierPart = half(g.op("MatMul", [g.op("Mul", [x2, outlierColumns], {}, { name: `${p}/OutlierInput` }), weight], {}, { name: `${p}/OutlierMatMul` }), "OutlierPart");
+  const sum = half(g.op("Add", [int8Part, outlierPart], {}, { name: `${p}/Sum` }), "Sum");
+  const outShape = g.op("Concat", [g.op("Shape", [x], { end: -1 }, { name: `${p}/LeadingShape` }), g.constant([n])], { axis: 0 }, { name: `${p}/OutShape` });
+  g.op("Reshape", [sum, outShape], {}, { name: `${p}/Unflatten`, output: out });
+  return n * k + 4 * n;
 }

@@ -13,7 +13,7 @@ import { doubleQuantizeAbsmax, packBnb4, type QuantizedWeight } from "../quant/s
 import { KitError } from "../util/errors.js";
 import { exists, readJson, withAtomicDir, writeJsonAtomic } from "../util/fs.js";
 import { findRecipe, type Execution, type Recipe, type RecipeOptions } from "./catalog.js";
-import { emitDequantized, emitMatMulBnb4, emitMatMulNBits, emitTorchDynamic } from "./emit.js";
+import { emitDequantized, emitLlmInt8, emitMatMulBnb4, emitMatMulNBits, emitTorchDynamic } from "./emit.js";
 
 export const PROJ_OUT = "proj_out";
 
@@ -85,7 +85,7 @@ export async function quantizeModel(fp32Dir: string, recipeId: string, options: 
       let bytes: number;
       if (path === "MatMulNBits") bytes = emitMatMulNBits(g, x, out, layer, q, n, k);
       else if (path === "MatMulBnb4") bytes = emitMatMulBnb4(g, x, out, layer, q, packBnb4(q.codes), recipe.id.includes("fp4") ? "fp4" : "nf4", n, k, recipe.doubleQuant ? doubleQuantizeAbsmax(q.scales) : undefined);
-      else if (path === "MatMulInteger") bytes = emitTorchDynamic(g, x, out, layer, q, n, k);
+      else if (path === "MatMulInteger") bytes = recipe.llmInt8 ? emitLlmInt8(g, x, out, layer, q, n, k) : emitTorchDynamic(g, x, out, layer, q, n, k);
       else bytes = emitDequantized(g, x, out, layer, q, n, k, recipe.fp16Compute ?? false);
       const name = `${layer}.weight`;
       const record: ParameterRecord = records.get(name) ?? { name, shape: [n, k], graph: g.name.includes("encoder") ? "encoder" : "decoder", format: "fp32", bytes: 0 };

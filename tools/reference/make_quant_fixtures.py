@@ -106,6 +106,32 @@ def bnb(name, W):
     for qt in ["nf4", "fp4"]:
         packed, st = F.quantize_4bit(W.clone(), blocksize=64, quant_type=qt)
         out[qt] = {"packed": ints(packed), "absmax": flat(st.absmax), "code": flat(st.code)}
+    # LLM.int8 (threshold 6.0), through bitsandbytes' own MatMul8bitLt path with int8 weights
+    import bitsandbytes as bnb_top
+
+    g = torch.Generator().manual_seed(11)
+    X = torch.randn(4, W.shape[1], generator=g)
+    X[:, 7] *= 9.0  # an outlier feature column, as LLM.int8 targets
+    X[2, 40] = -7.5  # a lone outlier
+    X16 = X.to(torch.float16)
+    W16 = W.to(torch.float16)
+    bias16 = torch.linspace(-0.1, 0.1, W.shape[0]).to(torch.float16)
+    state = bnb_top.MatmulLtState()
+    state.threshold = 6.0
+    state.has_fp16_weights = False
+    state.is_training = False  # inference: MatMul8bitLt (the outlier decomposition); training on CPU takes a dequantize-and-matmul path
+    state.CB, state.SCB, _ = F.int8_vectorwise_quant(W16)
+    with torch.no_grad():
+        y = bnb_top.matmul(X16, W16, state=state, bias=bias16)
+    out["llm_int8"] = {
+        "weight_codes": ints(state.CB),
+        "weight_absmax": flat(state.SCB),
+        "input": flat(X16.float()),
+        "input_shape": list(X.shape),
+        "bias": flat(bias16.float()),
+        "output": flat(y.float()),
+        "threshold": 6.0,
+    }
     packed, st = F.quantize_4bit(W.clone(), blocksize=64, quant_type="nf4", compress_statistics=True)
     out["nf4_double"] = {
         "packed": ints(packed),
