@@ -10,12 +10,9 @@ import { join } from "node:path";
 import { describe, it } from "node:test";
 import { dequantize, dequantizeAbsmax, doubleQuantizeAbsmax, packBnb4, quantizeLlmInt8Weight, quantizeBnb4, quantizeHqq, quantizeQuantoAffine, quantizeQuantoSymmetric, quantizeTorchInt8, quantoGroupSize, type Weight } from "../src/quant/schemes.js";
 import { fromFloat8E4M3, toFloat8E4M3 } from "../src/quant/float32.js";
-import { FIXTURES } from "./support/env.js";
+import { base64Float32, FIXTURES } from "./support/env.js";
 
-const f32 = (b64: string) => {
-  const bytes = Buffer.from(b64, "base64");
-  return new Float32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength));
-};
+const f32 = base64Float32;
 
 type Fixture = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 const load = (name: string): Fixture => JSON.parse(readFileSync(join(FIXTURES, "quant", `${name}.json`), "utf8"));

@@ -18,12 +18,10 @@ import { findRecipe, RECIPES } from "../src/recipes/catalog.js";
 import { emitDequantized, emitLlmInt8, emitMatMulBnb4, emitMatMulNBits, emitTorchDynamic } from "../src/recipes/emit.js";
 import { quantizeModel } from "../src/recipes/quantize-model.js";
 import { KitError } from "../src/util/errors.js";
-import { FIXTURES, syntheticModel, tempDir, TEST_CLEAN_FLAC } from "./support/env.js";
+import { relativeError } from "./support/reference-whisper.js";
+import { base64Float32, FIXTURES, syntheticModel, tempDir, TEST_CLEAN_FLAC } from "./support/env.js";
 
-const f32 = (b64: string) => {
-  const bytes = Buffer.from(b64, "base64");
-  return new Float32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength));
-};
+const f32 = base64Float32;
 
 /** One quantized linear layer as an ONNX model, run on `x` [rows, K]. */
 async function runLayer(emit: (g: GraphBuilder) => void, x: Float32Array, rows: number, k: number, n: number): Promise<Float32Array> {
@@ -50,15 +48,7 @@ function reference(x: Float32Array, w: Float32Array, rows: number, k: number, n:
   return y;
 }
 
-const relErr = (a: ArrayLike<number>, b: ArrayLike<number>) => {
-  let d = 0;
-  let s = 0;
-  for (let i = 0; i < b.length; i++) {
-    d = Math.max(d, Math.abs(a[i]! - b[i]!));
-    s = Math.max(s, Math.abs(b[i]!));
-  }
-  return d / s;
-};
+const relErr = relativeError;
 
 describe("each quantized linear layer in onnxruntime", () => {
   const fx = JSON.parse(require_("whisper_fc1"));

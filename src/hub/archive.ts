@@ -5,11 +5,9 @@
  * place when complete.
  */
 import { createHash } from "node:crypto";
-import { createReadStream, createWriteStream } from "node:fs";
-import { mkdir, rename, rm, stat, symlink, writeFile } from "node:fs/promises";
+import { createReadStream } from "node:fs";
+import { mkdir, open, rename, rm, stat, symlink, writeFile } from "node:fs/promises";
 import { dirname, isAbsolute, normalize, relative, resolve, sep } from "node:path";
-import { Readable, Transform } from "node:stream";
-import { pipeline } from "node:stream/promises";
 import { createGunzip } from "node:zlib";
 import { KitError, messageOf } from "../util/errors.js";
 import { exists } from "../util/fs.js";
@@ -39,17 +37,18 @@ export async function downloadVerified(url: string, target: string, expected: Ch
     if (have > 0 && response.status !== 206) have = 0; // the server ignored Range: start over
     const total = have + Number(response.headers.get("content-length") ?? NaN);
     let written = have;
-    const counter = new Transform({
-      transform(chunk: Buffer, _encoding, done) {
-        written += chunk.length;
-        onProgress?.(written, total);
-        done(null, chunk);
-      },
-    });
+    // Awaited writes, chunk by chunk: whatever arrived before a break is on disk for the resume.
+    const handle = await open(partial, have > 0 ? "a" : "w");
     try {
-      await pipeline(Readable.fromWeb(response.body! as import("node:stream/web").ReadableStream), counter, createWriteStream(partial, { flags: have > 0 ? "a" : "w" }));
+      for await (const chunk of response.body as unknown as AsyncIterable<Uint8Array>) {
+        await handle.write(chunk);
+        written += chunk.byteLength;
+        onProgress?.(written, total);
+      }
     } catch (err) {
       throw new KitError(`download of ${url} broke off after ${written} bytes: ${messageOf(err)}`, { file: url, fix: "run the same command again: it resumes from the partial file" });
+    } finally {
+      await handle.close();
     }
   }
   const hashes = { md5: createHash("md5"), sha256: createHash("sha256") };

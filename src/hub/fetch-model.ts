@@ -7,10 +7,8 @@
  * at its final path is always complete and verified; an interrupted download resumes.
  */
 import { downloadFile, fileDownloadInfo, listFiles, modelInfo, type ListFileEntry } from "@huggingface/hub";
-import { createWriteStream } from "node:fs";
-import { mkdir, readFile, rename, rm, stat } from "node:fs/promises";
+import { mkdir, open, readFile, rename, rm, stat } from "node:fs/promises";
 import { dirname, join } from "node:path";
-import { Writable } from "node:stream";
 import { KitError, messageOf } from "../util/errors.js";
 import { dataDir, exists, gitBlobSha1, hashFile, writeFileAtomic } from "../util/fs.js";
 
@@ -132,22 +130,22 @@ async function downloadOne(repo: string, commit: string, entry: ListFileEntry, t
       throw hubError(err, repo, url);
     }
     if (!blob) throw new KitError(`${entry.path} is missing from ${repo}@${commit}`, { file: url, fix: "check the revision" });
-    const out = createWriteStream(partial, { flags: have > 0 ? "a" : "w" });
+    // Awaited writes, chunk by chunk: whatever arrived before a break is on disk for the resume.
     let written = have;
-    const progress = new TransformStream<Uint8Array, Uint8Array>({
-      transform(chunk, controller) {
+    const handle = await open(partial, have > 0 ? "a" : "w");
+    try {
+      for await (const chunk of blob.slice(have).stream() as unknown as AsyncIterable<Uint8Array>) {
+        await handle.write(chunk);
         written += chunk.byteLength;
         options.onProgress?.(entry.path, written, total);
-        controller.enqueue(chunk);
-      },
-    });
-    try {
-      await blob.slice(have).stream().pipeThrough(progress).pipeTo(Writable.toWeb(out));
+      }
     } catch (err) {
       throw new KitError(`download of ${entry.path} broke off after ${written} of ${total} bytes: ${messageOf(err)}`, {
         file: url,
         fix: "run the same command again: it resumes from the partial file",
       });
+    } finally {
+      await handle.close();
     }
   }
   try {

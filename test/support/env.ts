@@ -30,3 +30,9 @@ export async function syntheticModel(options: Partial<SyntheticOptions> = {}): P
   await writeSyntheticWhisper(dir, { assetsDir: TINY_EN_ASSETS, ...options });
   return dir;
 }
+
+/** Float32 values stored exactly as base64 little-endian bytes (the quantization fixtures' encoding). */
+export function base64Float32(b64: string): Float32Array {
+  const bytes = Buffer.from(b64, "base64");
+  return new Float32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength));
+}

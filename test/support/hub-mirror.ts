@@ -5,8 +5,8 @@
  */
 import { createHash } from "node:crypto";
 import { readdir, readFile } from "node:fs/promises";
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
-import type { AddressInfo } from "node:net";
+import type { IncomingMessage, ServerResponse } from "node:http";
+import { LoopbackServer } from "./loopback.js";
 import { join, relative } from "node:path";
 
 interface MirrorFile {
@@ -36,12 +36,10 @@ export interface LoggedRequest {
 
 const gitBlobSha1 = (bytes: Buffer) => createHash("sha1").update(`blob ${bytes.length}\0`).update(bytes).digest("hex");
 
-export class HubMirror {
+export class HubMirror extends LoopbackServer {
   readonly repos = new Map<string, MirrorRepo>();
   readonly faults: Faults = { dropAfter: new Map(), corruptOnce: new Set(), ignoreRange: false };
   readonly log: LoggedRequest[] = [];
-  private server: Server | null = null;
-  url = "";
 
   /** Serve every file of a folder as repo `id` at a commit derived from its content. */
   async addRepoFromDir(id: string, dir: string): Promise<string> {
@@ -59,21 +57,6 @@ export class HubMirror {
     const commit = commitHash.digest("hex");
     this.repos.set(id, { commit, files });
     return commit;
-  }
-
-  async start(): Promise<string> {
-    this.server = createServer((req, res) => this.handle(req, res).catch((err) => {
-      res.statusCode = 500;
-      res.end(String(err));
-    }));
-    await new Promise<void>((resolve) => this.server!.listen(0, "127.0.0.1", resolve));
-    this.url = `http://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
-    return this.url;
-  }
-
-  async stop(): Promise<void> {
-    this.server?.closeAllConnections();
-    await new Promise<void>((resolve) => this.server?.close(() => resolve()) ?? resolve());
   }
 
   private repoFor(id: string, rev: string, res: ServerResponse): MirrorRepo | null {
@@ -96,7 +79,7 @@ export class HubMirror {
     };
   }
 
-  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+  protected async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? "/", this.url);
     this.log.push({ method: req.method ?? "GET", url: url.pathname, range: req.headers.range });
     const path = decodeURIComponent(url.pathname);
