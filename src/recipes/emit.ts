@@ -99,71 +99,111 @@ export function emitMatMulBnb4(g: GraphBuilder, x: string, out: string, name: st
 }
 
 /**
- * Codes stored packed at `bits` per value as bit planes (plane p holds bit p of every code, eight
- * codes a byte), expanded in the graph: BitShift/BitwiseAnd, Cast, the scheme's dequantization
- * per group, Transpose to [K, N], MatMul. Every input is an initializer, so onnxruntime folds the
- * expansion when the session loads: the file is small, the weight in memory is fp32.
+ * Codes stored at exactly `bits` per value and expanded in the graph: 8-bit codes one per byte,
+ * 4-bit codes two per byte (low nibble first), other widths as bit planes (plane p holds bit p of
+ * every code, eight codes a byte). The codes are transposed to [K, N] while still bytes, then
+ * cast and dequantized per group with scales laid out [groups, 1, N]. Every input is an
+ * initializer, so onnxruntime folds the expansion when the session loads: the file is small,
+ * the weight in memory is fp32. Returns the bytes the scheme's parameters take.
  */
 export function emitDequantized(g: GraphBuilder, x: string, out: string, name: string, q: QuantizedWeight, n: number, k: number, fp16Compute = false): number {
+  const p = `${name}/quant`;
   const count = n * k;
   const offset = q.convention === "symmetric" || q.convention === "absmax127" ? 2 ** (q.bits - 1) : 0;
-  const planeBytes = Math.ceil(count / 8);
-  const planes = new Uint8Array(q.bits * planeBytes);
-  for (let i = 0; i < count; i++) {
-    const code = q.codes[i]! + offset;
-    for (let p = 0; p < q.bits; p++) if ((code >> p) & 1) planes[p * planeBytes + (i >> 3)]! |= 1 << (i & 7);
+  let codes: string; // uint8 [N*K], HF row-major order
+  let storedBytes: number;
+  if (q.bits === 8) {
+    g.initializer(`${name}.codes`, Uint8Array.from(q.codes, (c) => c + offset), [count], DataType.UINT8);
+    codes = `${name}.codes`;
+    storedBytes = count;
+  } else if (q.bits === 4) {
+    const packed = new Uint8Array(Math.ceil(count / 2));
+    for (let i = 0; i < count; i++) packed[i >> 1]! |= ((q.codes[i]! + offset) & 0xf) << ((i & 1) * 4);
+    g.initializer(`${name}.codes`, packed, [packed.length, 1], DataType.UINT8);
+    const low = g.op("BitwiseAnd", [`${name}.codes`, g.initializer(`${name}.mask`, Uint8Array.of(15), [1], DataType.UINT8)], {}, { name: `${p}/Low` });
+    const high = g.op("BitShift", [`${name}.codes`, g.initializer(`${name}.four`, Uint8Array.of(4), [1], DataType.UINT8)], { direction: "RIGHT" }, { name: `${p}/High` });
+    codes = g.op("Slice", [g.op("Reshape", [g.op("Concat", [low, high], { axis: 1 }, { name: `${p}/Nibbles` }), g.constant([-1])], {}, { name: `${p}/Flatten` }), g.constant([0]), g.constant([count])], {}, { name: `${p}/Trim` });
+    storedBytes = packed.length;
+  } else {
+    const planeBytes = Math.ceil(count / 8);
+    const planes = new Uint8Array(q.bits * planeBytes);
+    for (let i = 0; i < count; i++) {
+      const code = q.codes[i]! + offset;
+      for (let b = 0; b < q.bits; b++) if ((code >> b) & 1) planes[b * planeBytes + (i >> 3)]! |= 1 << (i & 7);
+    }
+    g.initializer(`${name}.planes`, planes, [q.bits, planeBytes, 1], DataType.UINT8);
+    const shifts = g.initializer(`${name}.shifts`, Uint8Array.from([0, 1, 2, 3, 4, 5, 6, 7]), [1, 1, 8], DataType.UINT8);
+    const bits = g.op("BitwiseAnd", [g.op("BitShift", [`${name}.planes`, shifts], { direction: "RIGHT" }, { name: `${p}/Shift` }), g.initializer(`${name}.one`, Uint8Array.of(1), [1], DataType.UINT8)], {}, { name: `${p}/Bit` });
+    const placeValues = g.initializer(`${name}.place`, Uint8Array.from({ length: q.bits }, (_, b) => b), [q.bits, 1, 1], DataType.UINT8);
+    const placed = g.op("BitShift", [bits, placeValues], { direction: "LEFT" }, { name: `${p}/Place` }); // [bits, bytes, 8], bit b at place b
+    // OR the planes together in uint8 (no widening: a byte per code at every step)
+    let combined = g.op("Slice", [placed, g.constant([0]), g.constant([1]), g.constant([0])], {}, { name: `${p}/Plane0` });
+    for (let b = 1; b < q.bits; b++) {
+      const plane = g.op("Slice", [placed, g.constant([b]), g.constant([b + 1]), g.constant([0])], {}, { name: `${p}/Plane${b}` });
+      combined = g.op("BitwiseOr", [combined, plane], {}, { name: `${p}/Or${b}` });
+    }
+    codes = g.op("Slice", [g.op("Reshape", [combined, g.constant([-1])], {}, { name: `${p}/Flatten` }), g.constant([0]), g.constant([count])], {}, { name: `${p}/Trim` });
+    storedBytes = planes.length;
   }
-  g.initializer(`${name}.planes`, planes, [q.bits, planeBytes, 1], DataType.UINT8);
-  const shifts = g.initializer(`${name}.shifts`, Uint8Array.from([0, 1, 2, 3, 4, 5, 6, 7]), [1, 1, 8], DataType.UINT8);
-  const bitsOf = g.op("BitShift", [`${name}.planes`, shifts], { direction: "RIGHT" }, { name: `${name}/quant/Unpack/Shift` });
-  const ones = g.initializer(`${name}.one`, Uint8Array.from([1]), [1], DataType.UINT8);
-  const bitValues = g.op("Cast", [g.op("BitwiseAnd", [bitsOf, ones], {}, { name: `${name}/quant/Unpack/And` })], { to: DataType.FLOAT }, { name: `${name}/quant/Unpack/Cast` });
-  const weights = g.constant(Float32Array.from({ length: q.bits }, (_, p) => 2 ** p), [q.bits, 1, 1]);
-  const summed = g.op("ReduceSum", [g.op("Mul", [bitValues, weights], {}, { name: `${name}/quant/Unpack/Weigh` }), g.constant([0])], { keepdims: 0 }, { name: `${name}/quant/Unpack/Sum` });
-  const flatCodes = g.op("Slice", [g.op("Reshape", [summed, g.constant([-1])], {}, { name: `${name}/quant/Unpack/Flatten` }), g.constant([0]), g.constant([count])], {}, { name: `${name}/quant/Unpack/Trim` });
-  const groups = count / q.groupSize;
-  const grouped = g.op("Reshape", [flatCodes, g.constant([groups, q.groupSize])], {}, { name: `${name}/quant/Group` });
-  g.initializer(`${name}.scales`, q.scales, [groups, 1]);
-  let values: string;
+
+  // Groups inside rows (per-channel or group-wise along K): transpose the bytes, scale per [group, 1, N].
+  const rowGroups = q.groupSize <= k && k % q.groupSize === 0 ? k / q.groupSize : 0;
+  const groups = q.scales.length;
+  const lay = (v: Float32Array) => {
+    if (!rowGroups) return { data: v, dims: [groups, 1] };
+    const t = new Float32Array(v.length); // [N, G] -> [G, 1, N]
+    for (let r = 0; r < n; r++) for (let gi = 0; gi < rowGroups; gi++) t[gi * n + r] = v[r * rowGroups + gi]!;
+    return { data: t, dims: [rowGroups, 1, n] };
+  };
+  const grouped = rowGroups
+    ? g.op("Cast", [g.op("Transpose", [g.op("Reshape", [codes, g.constant([n, rowGroups, q.groupSize])], {}, { name: `${p}/Rows` })], { perm: [1, 2, 0] }, { name: `${p}/TransposeCodes` })], { to: DataType.FLOAT }, { name: `${p}/Float` })
+    : g.op("Cast", [g.op("Reshape", [codes, g.constant([groups, q.groupSize])], {}, { name: `${p}/Group` })], { to: DataType.FLOAT }, { name: `${p}/Float` });
+  const scales = lay(q.scales);
+  g.initializer(`${name}.scales`, scales.data, scales.dims);
   let paramBytes = 4 * q.scales.length;
+  const zerosInit = () => {
+    const z = lay(q.zeros!);
+    g.initializer(`${name}.zeros`, z.data, z.dims);
+    paramBytes += 4 * q.zeros!.length;
+    return `${name}.zeros`;
+  };
+  let values: string;
   switch (q.convention) {
     case "symmetric":
-      values = g.op("Mul", [g.op("Sub", [grouped, g.scalar(offset)], {}, { name: `${name}/quant/Offset` }), `${name}.scales`], {}, { name: `${name}/quant/Scale` });
+      values = g.op("Mul", [g.op("Sub", [grouped, g.scalar(offset)], {}, { name: `${p}/Offset` }), `${name}.scales`], {}, { name: `${p}/Scale` });
       break;
     case "absmax127":
-      values = g.op("Mul", [g.op("Mul", [g.op("Sub", [grouped, g.scalar(offset)], {}, { name: `${name}/quant/Offset` }), `${name}.scales`], {}, { name: `${name}/quant/Scale` }), g.scalar(7.874015718698502e-3)], {}, { name: `${name}/quant/Per127` });
+      values = g.op("Mul", [g.op("Mul", [g.op("Sub", [grouped, g.scalar(offset)], {}, { name: `${p}/Offset` }), `${name}.scales`], {}, { name: `${p}/Scale` }), g.scalar(7.874015718698502e-3)], {}, { name: `${p}/Per127` });
       break;
     case "affine":
-      g.initializer(`${name}.zeros`, q.zeros!, [groups, 1]);
-      values = g.op("Mul", [g.op("Sub", [grouped, `${name}.zeros`], {}, { name: `${name}/quant/Zero` }), `${name}.scales`], {}, { name: `${name}/quant/Scale` });
-      paramBytes += 4 * q.zeros!.length;
+      values = g.op("Mul", [g.op("Sub", [grouped, zerosInit()], {}, { name: `${p}/Zero` }), `${name}.scales`], {}, { name: `${p}/Scale` });
       break;
     case "shift":
-      g.initializer(`${name}.zeros`, q.zeros!, [groups, 1]);
-      values = g.op("Sub", [g.op("Mul", [grouped, `${name}.scales`], {}, { name: `${name}/quant/Scale` }), `${name}.zeros`], {}, { name: `${name}/quant/Shift` });
-      paramBytes += 4 * q.zeros!.length;
+      values = g.op("Sub", [g.op("Mul", [grouped, `${name}.scales`], {}, { name: `${p}/Scale` }), zerosInit()], {}, { name: `${p}/Shift` });
       break;
     case "float8":
     case "codebook": {
       const table = q.convention === "float8" ? Float32Array.from({ length: 256 }, (_, c) => fromFloat8E4M3(c) || 0) : q.codebook!;
       g.initializer(`${name}.codebook`, table, [table.length]);
-      const index = g.op("Cast", [grouped], { to: DataType.INT32 }, { name: `${name}/quant/Index` }); // Gather refuses uint8 indices
-      values = g.op("Mul", [g.op("Gather", [`${name}.codebook`, index], { axis: 0 }, { name: `${name}/quant/Lookup` }), `${name}.scales`], {}, { name: `${name}/quant/Scale` });
+      const index = g.op("Cast", [grouped], { to: DataType.INT32 }, { name: `${p}/Index` }); // Gather refuses uint8 indices
+      values = g.op("Mul", [g.op("Gather", [`${name}.codebook`, index], { axis: 0 }, { name: `${p}/Lookup` }), `${name}.scales`], {}, { name: `${p}/Scale` });
       break;
     }
   }
-  let weight = g.op("Transpose", [g.op("Reshape", [values, g.constant([n, k])], {}, { name: `${name}/quant/Shape` })], { perm: [1, 0] }, { name: `${name}/quant/Transpose` });
+  let weight = rowGroups
+    ? g.op("Reshape", [values, g.constant([k, n])], {}, { name: `${p}/Weight` })
+    : g.op("Transpose", [g.op("Reshape", [values, g.constant([n, k])], {}, { name: `${p}/Shape` })], { perm: [1, 0] }, { name: `${p}/Transpose` });
   if (!fp16Compute) {
-    g.op("MatMul", [x, weight], {}, { name: `${name}/quant/MatMul`, output: out });
-    return planes.length + paramBytes;
+    g.op("MatMul", [x, weight], {}, { name: `${p}/MatMul`, output: out });
+    return storedBytes + paramBytes;
   }
   // fp16 compute (bitsandbytes' compute_dtype=float16): the dequantized weight, the activation and
   // the output are rounded to fp16; the product accumulates in fp32, as fp16 GEMMs do.
-  const half = (v: string, label: string) => g.op("Cast", [g.op("Cast", [v], { to: DataType.FLOAT16 }, { name: `${name}/quant/${label}ToHalf` })], { to: DataType.FLOAT }, { name: `${name}/quant/${label}FromHalf` });
+  const half = (v: string, label: string) => g.op("Cast", [g.op("Cast", [v], { to: DataType.FLOAT16 }, { name: `${p}/${label}ToHalf` })], { to: DataType.FLOAT }, { name: `${p}/${label}FromHalf` });
   weight = half(weight, "Weight");
-  const product = g.op("MatMul", [half(x, "Input"), weight], {}, { name: `${name}/quant/MatMul` });
-  g.op("Cast", [g.op("Cast", [product], { to: DataType.FLOAT16 }, { name: `${name}/quant/OutputToHalf` })], { to: DataType.FLOAT }, { name: `${name}/quant/OutputFromHalf`, output: out });
-  return planes.length + paramBytes;
+  const product = g.op("MatMul", [half(x, "Input"), weight], {}, { name: `${p}/MatMul` });
+  g.op("Cast", [g.op("Cast", [product], { to: DataType.FLOAT16 }, { name: `${p}/OutputToHalf` })], { to: DataType.FLOAT }, { name: `${p}/OutputFromHalf`, output: out });
+  return storedBytes + paramBytes;
 }
 
 /**
