@@ -82,10 +82,9 @@ export interface GreedyResult {
   finished: boolean; // ended on <|endoftext|> rather than on the length limit
 }
 
-/** argmax over the last row of `logits` [T, vocab], after -inf on the suppressed ids. */
-function argmaxLastRow(logits: Float32Array, vocab: number, suppressed: Iterable<number>): number {
+/** argmax over the last row of `logits` [T, vocab], skipping the suppressed ids (-inf in generate()). */
+function argmaxLastRow(logits: Float32Array, vocab: number, masked: ReadonlySet<number>): number {
   const row = logits.subarray(logits.length - vocab);
-  const masked = new Set(suppressed);
   let best = -1;
   let bestValue = -Infinity;
   for (let i = 0; i < vocab; i++) {
@@ -112,8 +111,8 @@ export async function greedyDecode<State>(stepper: DecoderStepper<State>, settin
       // generate() with no language: one step on <|startoftranscript|>, argmax over language tokens.
       const first = await stepper.step([sot], null);
       const langIds = new Set(Object.values(settings.langToId));
-      const all = Array.from({ length: stepper.vocabSize }, (_, i) => i).filter((i) => !langIds.has(i));
-      const detected = argmaxLastRow(first.logits, stepper.vocabSize, all);
+      const notLanguages = new Set(Array.from({ length: stepper.vocabSize }, (_, i) => i).filter((i) => !langIds.has(i)));
+      const detected = argmaxLastRow(first.logits, stepper.vocabSize, notLanguages);
       language = Object.entries(settings.langToId).find(([, id]) => id === detected)![0];
       if (useCache) state = first.state;
     } else {
@@ -135,10 +134,11 @@ export async function greedyDecode<State>(stepper: DecoderStepper<State>, settin
   let pending = state ? prompt.slice(1) : [...prompt]; // with a cache from detection, <|startoftranscript|> is already in it
   const limit = Math.min(settings.maxLength, prompt.length + (options.maxNewTokens ?? Infinity));
   let finished = false;
+  const suppressAlways = new Set(settings.suppressTokens);
+  const suppressFirst = new Set([...settings.suppressTokens, ...settings.beginSuppressTokens]);
   while (sequence.length < limit) {
     const out = await stepper.step(useCache ? pending : sequence, useCache ? state : null);
-    const suppressed = sequence.length === prompt.length ? [...settings.suppressTokens, ...settings.beginSuppressTokens] : settings.suppressTokens;
-    const next = argmaxLastRow(out.logits, stepper.vocabSize, suppressed);
+    const next = argmaxLastRow(out.logits, stepper.vocabSize, sequence.length === prompt.length ? suppressFirst : suppressAlways);
     sequence.push(next);
     if (next === settings.eosTokenId) {
       finished = true;

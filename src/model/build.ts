@@ -7,8 +7,7 @@ import { dataDir, exists, hashFile, readJson, withAtomicDir, writeJsonAtomic } f
 import { readWhisperConfig, type WhisperConfig } from "./config.js";
 import { writeOnnxModel, type GraphBuilder } from "./onnx.js";
 import { SafetensorsFile } from "./safetensors.js";
-import { parameterShapes } from "./synthetic.js";
-import { buildDecoderGraph, buildEncoderGraph, OPSET } from "./whisper-graphs.js";
+import { buildDecoderGraph, buildEncoderGraph, OPSET, parameterShapes } from "./whisper-graphs.js";
 
 export const ENCODER_FILE = "encoder.onnx";
 export const DECODER_FILE = "decoder.onnx";

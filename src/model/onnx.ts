@@ -92,9 +92,8 @@ export class GraphBuilder {
   initializer(name: string, data: InitializerData, dims: number[], dataType: TensorProto_DataType = defaultType(data)): string {
     if (this.initializers.has(name)) throw new Error(`duplicate initializer ${name}`);
     const count = dims.reduce((a, b) => a * b, 1);
-    const elements = dataType === TensorProto_DataType.UINT8 && data instanceof Uint8Array ? data.length : data.length;
-    if (packedElementCount(dataType, count) !== elements) {
-      throw new Error(`initializer ${name}: ${elements} elements for dims [${dims}]`);
+    if (packedElementCount(dataType, count) !== data.length) {
+      throw new Error(`initializer ${name}: ${data.length} elements for dims [${dims}]`);
     }
     this.initializers.set(name, { name, dataType, dims, data });
     return name;

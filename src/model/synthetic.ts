@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { KitError } from "../util/errors.js";
 import { exists, readJson, writeJsonAtomic } from "../util/fs.js";
 import type { WhisperConfig } from "./config.js";
-import { linearLayerNames, TOKEN_EMBEDDING } from "./whisper-graphs.js";
+import { parameterShapes, TOKEN_EMBEDDING } from "./whisper-graphs.js";
 import { writeSafetensors, type TensorToWrite } from "./safetensors.js";
 
 /** Deterministic PRNG (mulberry32) so that a seed gives the same model on every machine. */
@@ -68,40 +68,6 @@ export const TOKENIZER_FILES = [
   "preprocessor_config.json",
   "generation_config.json",
 ];
-
-/** Every parameter name and shape of a Whisper checkpoint with this config (proj_out is tied, not stored). */
-export function parameterShapes(c: WhisperConfig): Map<string, number[]> {
-  const d = c.dModel;
-  const shapes = new Map<string, number[]>([
-    ["model.encoder.conv1.weight", [d, c.numMelBins, 3]],
-    ["model.encoder.conv1.bias", [d]],
-    ["model.encoder.conv2.weight", [d, d, 3]],
-    ["model.encoder.conv2.bias", [d]],
-    ["model.encoder.embed_positions.weight", [c.maxSourcePositions, d]],
-    ["model.encoder.layer_norm.weight", [d]],
-    ["model.encoder.layer_norm.bias", [d]],
-    [TOKEN_EMBEDDING, [c.vocabSize, d]],
-    ["model.decoder.embed_positions.weight", [c.maxTargetPositions, d]],
-    ["model.decoder.layer_norm.weight", [d]],
-    ["model.decoder.layer_norm.bias", [d]],
-  ]);
-  for (const linear of linearLayerNames(c)) {
-    const isFc1 = linear.endsWith(".fc1");
-    const isFc2 = linear.endsWith(".fc2");
-    const ffn = linear.startsWith("model.encoder") ? c.encoderFfnDim : c.decoderFfnDim;
-    shapes.set(`${linear}.weight`, isFc1 ? [ffn, d] : isFc2 ? [d, ffn] : [d, d]);
-    if (!linear.endsWith("k_proj")) shapes.set(`${linear}.bias`, [isFc1 ? ffn : d]);
-  }
-  const norms = (prefix: string, names: string[]) => {
-    for (const n of names) {
-      shapes.set(`${prefix}.${n}.weight`, [d]);
-      shapes.set(`${prefix}.${n}.bias`, [d]);
-    }
-  };
-  for (let l = 0; l < c.encoderLayers; l++) norms(`model.encoder.layers.${l}`, ["self_attn_layer_norm", "final_layer_norm"]);
-  for (let l = 0; l < c.decoderLayers; l++) norms(`model.decoder.layers.${l}`, ["self_attn_layer_norm", "encoder_attn_layer_norm", "final_layer_norm"]);
-  return shapes;
-}
 
 /**
  * Write a random tiny Whisper into `dir` (config.json, model.safetensors and the tokenizer files).
