@@ -37,7 +37,7 @@ const USAGE = `usage:
   ptq fetch model <org/name> [--revision REV] [--hub-url URL]
   ptq fetch librispeech test-clean|test-other [--mirror-url URL]
   ptq build --model <id|dir> [--out DIR]
-  ptq transcribe --model <id|dir> [--language en|auto|<code>] [--threads N] [--no-cache] [--json] FILE...
+  ptq transcribe --model <id|dir> [--recipe ID] [--language en|auto|<code>] [--threads N] [--no-cache] [--json] FILE...
   ptq synth --out DIR [--d-model 64] [--layers 2] [--heads 2] [--seed 0] [--assets DIR]
 
 --hub-url (or HF_ENDPOINT) points at a hub mirror; a model may always be a local folder.`;
@@ -106,11 +106,14 @@ async function main(argv: string[]): Promise<number> {
     case "transcribe": {
       const { values, positionals } = parseArgs({
         args: rest,
-        options: { ...COMMON, language: { type: "string" }, threads: { type: "string" }, "no-cache": { type: "boolean" }, json: { type: "boolean" } },
+        options: { ...COMMON, language: { type: "string" }, threads: { type: "string" }, "no-cache": { type: "boolean" }, json: { type: "boolean" }, recipe: { type: "string" } },
         allowPositionals: true,
       });
       if (positionals.length === 0) throw new KitError("no audio files given", { fix: "ptq transcribe --model <id|dir> FILE..." });
-      const transcriber = await Transcriber.load(requireModel(values.model), {
+      const modelDir = await resolveModelDir(requireModel(values.model), hubOptions(values));
+      const { dir: onnxDir } = await ensureQuantizedModel(modelDir, values.recipe ?? "fp32");
+      const transcriber = await Transcriber.load(modelDir, {
+        onnxDir,
         hub: hubOptions(values),
         ...(values.threads ? { threads: Number(values.threads) } : {}),
         ...(values.language ? { language: values.language } : {}),

@@ -58,6 +58,8 @@ describe("ptq command line", () => {
     assert.ok(Number.isFinite(report.compression) && report.compression < 1);
     assert.ok(report.parameterMB > 0 && report.onDiskMB >= report.parameterMB);
     await assert.rejects(ptq("quantize", "--model", "kit-tests/whisper-synthetic", "--recipe", "quanto/w4", "--bits", "5"), /does not support 5 bits/);
+    const transcribed = await ptq("transcribe", "--model", "kit-tests/whisper-synthetic", "--recipe", "bnb/nf4", "--json", TEST_CLEAN_FLAC);
+    assert.ok(JSON.parse(transcribed.stdout).tokens.length > 0);
   });
 
   it("fails with exit code 1 and a message that names the problem", async () => {
