@@ -15,7 +15,7 @@ import { DataType, GraphBuilder, writeOnnxModel } from "../src/model/onnx.js";
 import { float16ToFloat32, float32ToFloat16 } from "../src/model/safetensors.js";
 import { dequantize, dequantizeAbsmax, doubleQuantizeAbsmax, packBnb4, type Weight } from "../src/quant/schemes.js";
 import { findRecipe, RECIPES } from "../src/recipes/catalog.js";
-import { emitDequantized, emitLlmInt8, emitMatMulBnb4, emitMatMulNBits, emitTorchDynamic } from "../src/recipes/emit.js";
+import { emitDequantized, emitLlmInt8, emitMatMulBnb4, emitMatMulNBits, emitTorchDynamic, nbitsBlock } from "../src/recipes/emit.js";
 import { quantizeModel } from "../src/recipes/quantize-model.js";
 import { KitError } from "../src/util/errors.js";
 import { relativeError } from "./support/reference-whisper.js";
@@ -106,6 +106,15 @@ describe("each quantized linear layer in onnxruntime", () => {
     // and the outlier column matters: without the floating path the error would be far larger
     const noOutliers = reference(Float32Array.from(input, (v) => (Math.abs(v) >= 6 ? 0 : v)), dequantize(q), r, k, w.rows);
     assert.ok(relErr(noOutliers, want) > 10 * err);
+  });
+
+  it("MatMulNBits blocks stay within onnxruntime's 16..256 for any row length (whisper-base's 512, small's 768 and 3072)", async () => {
+    assert.deepEqual([[64, 384], [128, 384], [384, 384], [512, 512], [768, 768], [3072, 3072]].map(([g, k]) => nbitsBlock(g!, k!)), [64, 128, 128, 256, 256, 256]);
+    const wide: Weight = { data: Float32Array.from({ length: 4 * 1024 }, (_, i) => Math.sin(i * 0.3)), rows: 4, cols: 1024 };
+    const q = findRecipe("quanto/w8").quantize!(wide, {});
+    const x1 = Float32Array.from({ length: 1024 }, (_, i) => Math.cos(i));
+    const y = await runLayer((g) => emitMatMulNBits(g, "x", "y", "layer", q, 4, 1024), x1, 1, 1024, 4);
+    assert.ok(relErr(y, reference(x1, dequantize(q), 1, 1024, 4)) < 2e-6);
   });
 
   it("pytorch/dynamic-int8: MatMulInteger with torch's activation quantization matches torch's own output", async () => {

@@ -9,11 +9,12 @@ import type { DoubleQuantizedAbsmax, QuantizedWeight } from "../quant/schemes.js
 
 const MS = "com.microsoft";
 
-/** Power-of-two block size >= 16 that divides K and is a multiple of the group size (MatMulNBits' rule). */
-function nbitsBlock(groupSize: number, k: number): number {
-  if (groupSize >= 16 && (groupSize & (groupSize - 1)) === 0 && k % groupSize === 0) return groupSize;
-  // per-channel (group = K, not a power of two): blocks of 128/64/32/16 sharing the channel's scale
-  for (const b of [128, 64, 32, 16]) if (k % b === 0 && groupSize % b === 0) return b;
+/**
+ * MatMulNBits' block: 16, 32, 64, 128 or 256 (onnxruntime's CPU kernel refuses others), dividing
+ * both the group and K. A per-channel scale (group = K) repeats over several blocks of the row.
+ */
+export function nbitsBlock(groupSize: number, k: number): number {
+  for (const b of [256, 128, 64, 32, 16]) if (b <= groupSize && groupSize % b === 0 && k % b === 0) return b;
   throw new Error(`no MatMulNBits block size fits K=${k} with groups of ${groupSize}`);
 }
 
