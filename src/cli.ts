@@ -167,13 +167,6 @@ async function main(argv: string[]): Promise<number> {
       const transcribers = new Map<string, Transcriber>();
       try {
         for (const [i, job] of jobs.entries()) {
-          // Keep one model in memory at a time, so that each run's peak memory is its own.
-          for (const [key, t] of transcribers) {
-            if (key !== `${job.model}\u0000${job.recipe}`) {
-              await t.close();
-              transcribers.delete(key);
-            }
-          }
           const outcome = await runJob(
             { ...job, workers, force: values.force ?? false, ...(shard ? { shard } : {}), ...(values["librispeech-dir"] ? { librispeechDir: values["librispeech-dir"] } : {}) },
             {

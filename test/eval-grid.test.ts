@@ -1,7 +1,7 @@
 /** Shards and merge, noise mixing, grid files, and a grid process killed midway (SIGKILL) and restarted. */
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { appendFile, mkdir, readdir, readFile, symlink, writeFile } from "node:fs/promises";
+import { readdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { before, describe, it } from "node:test";
 import { Transcriber } from "../src/asr/transcriber.js";
@@ -9,22 +9,8 @@ import { readGrid } from "../src/eval/jobs.js";
 import { babble, babbleTalkers, mixAtSnr, parseNoise, power, whiteNoise } from "../src/eval/noise.js";
 import { ResultsStore, readJsonl, type RunSummary } from "../src/eval/results-store.js";
 import { mergeStores, runEvaluation } from "../src/eval/runner.js";
-import { buildManifest, type Utterance } from "../src/hub/librispeech.js";
-import { LIBRISPEECH, ROOT, syntheticModel, tempDir } from "./support/env.js";
-
-/** A LibriSpeech-layout split of `count` real train-clean-5 utterances (symlinks). */
-async function miniSplit(count: number): Promise<{ root: string; utterances: Utterance[] }> {
-  const root = await tempDir();
-  const all = await buildManifest(LIBRISPEECH, "train-clean-5");
-  for (const u of all.slice(0, count)) {
-    const [spk, chap] = u.id.split("-");
-    const dir = join(root, "mini", spk!, chap!);
-    await mkdir(dir, { recursive: true });
-    await symlink(u.path, join(dir, `${u.id}.flac`));
-    await appendFile(join(dir, `${spk}-${chap}.trans.txt`), `${u.id} ${u.transcript}\n`);
-  }
-  return { root, utterances: await buildManifest(root, "mini") };
-}
+import type { Utterance } from "../src/hub/librispeech.js";
+import { miniSplit, ROOT, syntheticModel, tempDir } from "./support/env.js";
 
 const deterministic = (s: RunSummary) => {
   const { timing: _t, finishedAt: _f, ...rest } = s;

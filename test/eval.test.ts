@@ -1,6 +1,6 @@
 /** The evaluation harness: WER/CER, the LibriSpeech manifest, the study's split, the results store, resume. */
 import assert from "node:assert/strict";
-import { appendFile, mkdir, readFile, symlink, writeFile } from "node:fs/promises";
+import { appendFile, mkdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { before, describe, it } from "node:test";
 import { Transcriber } from "../src/asr/transcriber.js";
@@ -10,7 +10,7 @@ import { calibrationPart, evaluationPart, parseShard } from "../src/eval/splits.
 import { align, characters, errorRate, words } from "../src/eval/wer.js";
 import { buildManifest, parseTranscripts } from "../src/hub/librispeech.js";
 import { KitError } from "../src/util/errors.js";
-import { LIBRISPEECH, syntheticModel, tempDir } from "./support/env.js";
+import { LIBRISPEECH, miniSplit, syntheticModel, tempDir } from "./support/env.js";
 
 describe("WER and CER", () => {
   it("counts substitutions, deletions and insertions on hand-checked alignments", () => {
@@ -98,18 +98,7 @@ describe("an evaluation run", () => {
 
   before(async () => {
     transcriber = await Transcriber.load(await syntheticModel({ dModel: 32, heads: 2, layers: 1, seed: 5 }), { threads: 1, maxNewTokens: 8 });
-    // a split of 12 real utterances: symlinks into train-clean-5
-    const root = await tempDir();
-    const all = await buildManifest(LIBRISPEECH, "train-clean-5");
-    const chosen = all.slice(0, 12);
-    for (const u of chosen) {
-      const [spk, chap] = u.id.split("-");
-      const dir = join(root, "mini", spk!, chap!);
-      await mkdir(dir, { recursive: true });
-      await symlink(u.path, join(dir, `${u.id}.flac`)).catch(() => undefined);
-      await appendFile(join(dir, `${spk}-${chap}.trans.txt`), `${u.id} ${u.transcript}\n`);
-    }
-    utterances = await buildManifest(root, "mini");
+    utterances = (await miniSplit(12)).utterances; // 12 real train-clean-5 utterances, symlinked
   });
 
   const deterministic = (outcome: { summary: RunSummary | null }) => {

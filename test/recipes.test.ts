@@ -51,10 +51,20 @@ function reference(x: Float32Array, w: Float32Array, rows: number, k: number, n:
 const relErr = relativeError;
 
 describe("each quantized linear layer in onnxruntime", () => {
-  const fx = JSON.parse(require_("whisper_fc1"));
+  const fx = JSON.parse(readFileSync(join(FIXTURES, "quant", "whisper_fc1.json"), "utf8"));
   const w: Weight = { data: f32(fx.weight), rows: fx.shape[0], cols: fx.shape[1] };
   const rows = 3;
   const x = Float32Array.from({ length: rows * w.cols }, (_, i) => Math.sin(i * 0.7) * (i % 17 === 0 ? 6 : 1));
+
+  /** Our fragment + Add(bias) on a library's recorded input, for comparison with its recorded output. */
+  const runAgainstLibrary = (ref: { input: string; input_shape: number[]; bias: string }, emit: (g: GraphBuilder) => void) => {
+    const [r, k] = ref.input_shape as [number, number];
+    return runLayer((g) => {
+      emit(g);
+      g.initializer("bias", f32(ref.bias), [w.rows]);
+      g.op("Add", ["xw", "bias"], {}, { output: "y" });
+    }, f32(ref.input), r, k, w.rows);
+  };
 
   for (const recipe of RECIPES.filter((r) => r.quantize && r.id !== "pytorch/dynamic-int8" && !r.llmInt8)) {
     it(`${recipe.id}: ${recipe.execution({})} output equals its reference (x · dequantize(W)^T${recipe.fp16Compute ? " with fp16 rounding" : ""})`, async () => {
@@ -93,12 +103,7 @@ describe("each quantized linear layer in onnxruntime", () => {
     const input = f32(ref.input);
     const [r, k] = ref.input_shape as [number, number];
     const q = findRecipe("bnb/llm-int8").quantize!(w, {});
-    const bias = f32(ref.bias);
-    const y = await runLayer((g) => {
-      emitLlmInt8(g, "x", "xw", "layer", q, w.rows, w.cols);
-      g.initializer("bias", bias, [w.rows]);
-      g.op("Add", ["xw", "bias"], {}, { output: "y" });
-    }, input, r, k, w.rows);
+    const y = await runAgainstLibrary(ref, (g) => emitLlmInt8(g, "x", "xw", "layer", q, w.rows, w.cols));
     const want = f32(ref.output);
     const err = relErr(y, want);
     // bitsandbytes adds the bias before its fp16 rounding, the graph after it: fp16 resolution (~1e-3)
@@ -127,24 +132,13 @@ describe("each quantized linear layer in onnxruntime", () => {
   it("pytorch/dynamic-int8: MatMulInteger with torch's activation quantization matches torch's own output", async () => {
     for (const granularity of ["per_tensor", "per_channel"] as const) {
       const ref = fx.torch_dynamic[granularity];
-      const input = f32(ref.input);
-      const [r, k] = ref.input_shape as [number, number];
       const q = findRecipe("pytorch/dynamic-int8").quantize!(w, { granularity });
-      const bias = f32(ref.bias);
-      const y = await runLayer((g) => {
-        emitTorchDynamic(g, "x", "xw", "layer", q, w.rows, w.cols);
-        g.initializer("bias", bias, [w.rows]);
-        g.op("Add", ["xw", "bias"], {}, { output: "y" });
-      }, input, r, k, w.rows);
-      const err = relErr(y, f32(ref.output));
+      const err = relErr(await runAgainstLibrary(ref, (g) => emitTorchDynamic(g, "x", "xw", "layer", q, w.rows, w.cols)), f32(ref.output));
       assert.ok(err < 1e-5, `${granularity}: relative error vs torch ${err}`);
     }
   });
 });
 
-function require_(name: string): string {
-  return readFileSync(join(FIXTURES, "quant", `${name}.json`), "utf8");
-}
 
 describe("quantized models", () => {
   let fp32Dir: string;

@@ -60,6 +60,13 @@ export async function runJob(job: EvalJob, context: JobContext): Promise<RunOutc
   if (utterances.length === 0) throw new KitError(`the selection from ${job.split} is empty`, { field: "--limit", fix: "raise --limit or use --full" });
   const cacheKey = `${job.model}\u0000${job.recipe}`;
   let transcriber = context.transcribers?.get(cacheKey);
+  if (!transcriber && context.transcribers) {
+    // One model in memory at a time, so that each run's peak memory is its own.
+    for (const [key, loaded] of context.transcribers) {
+      await loaded.close();
+      context.transcribers.delete(key);
+    }
+  }
   if (!transcriber) {
     const modelDir = await resolveModelDir(job.model, context.transcriberOptions.hub ?? {});
     const { dir } = await ensureQuantizedModel(modelDir, job.recipe);

@@ -24,6 +24,7 @@ import {
   type ValueInfoProto,
 } from "onnx-buf";
 import { KitError } from "../util/errors.js";
+import { ownedCopy } from "../util/fs.js";
 
 export { TensorProto_DataType as DataType };
 export type { ModelProto, NodeProto, TensorProto };
@@ -161,7 +162,7 @@ export class GraphBuilder {
 
 /** A typed array over raw initializer bytes (copied, so that it is aligned). */
 function typedView(bytes: Uint8Array, dataType: TensorProto_DataType): InitializerData {
-  const copy = Uint8Array.prototype.slice.call(bytes).buffer; // a true copy: Buffer.slice would alias the pool
+  const copy = ownedCopy(bytes).buffer;
   switch (dataType) {
     case TensorProto_DataType.FLOAT:
       return new Float32Array(copy);

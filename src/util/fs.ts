@@ -2,6 +2,7 @@ import { createHash, randomBytes } from "node:crypto";
 import { createReadStream } from "node:fs";
 import { mkdir, open, readFile, rename, rm, stat } from "node:fs/promises";
 import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { KitError } from "./errors.js";
 
 /**
@@ -104,10 +105,15 @@ export function dataDir(): string {
 
 /** The repository root, found from this file's compiled location (build/src/util/fs.js). */
 export function repoRoot(): string {
-  return join(dirname(new URL(import.meta.url).pathname), "..", "..", "..");
+  return join(dirname(fileURLToPath(import.meta.url)), "..", "..", ".."); // fileURLToPath: paths with spaces stay intact
 }
 
 /** ../shared/data beside the repository, where the project's real test data lives. */
 export function sharedDataDir(): string {
   return process.env.PTQ_SHARED_DATA ?? join(repoRoot(), "..", "shared", "data");
+}
+
+/** A copy of `bytes` that owns exactly its own buffer (a Node Buffer's .slice is a view into a shared pool). */
+export function ownedCopy(bytes: Uint8Array): Uint8Array<ArrayBuffer> {
+  return Uint8Array.prototype.slice.call(bytes) as Uint8Array<ArrayBuffer>;
 }

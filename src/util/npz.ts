@@ -1,6 +1,7 @@
 import { readFile } from "node:fs/promises";
 import { inflateRawSync } from "node:zlib";
 import { KitError } from "./errors.js";
+import { ownedCopy } from "./fs.js";
 
 /** A numpy array read from .npy bytes: little-endian float32/float64/int arrays, C order. */
 export interface NpyArray {
@@ -26,7 +27,7 @@ export function parseNpy(bytes: Uint8Array, file: string): NpyArray {
   if (fortran === "True") throw new KitError(`${file} is in Fortran order`, { file, field: "fortran_order", fix: "save it with np.ascontiguousarray" });
   const shape = shapeText.split(",").map((s) => s.trim()).filter(Boolean).map(Number);
   const start = headerStart + headerLength;
-  const body = Uint8Array.prototype.slice.call(bytes, start).buffer; // a copy: Buffer.slice would alias the pool
+  const body = ownedCopy(bytes.subarray(start)).buffer;
   const count = shape.reduce((a, b) => a * b, 1);
   const make = {
     "<f4": () => new Float32Array(body, 0, count),

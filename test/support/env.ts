@@ -1,9 +1,10 @@
 import { rmSync } from "node:fs";
-import { mkdtemp } from "node:fs/promises";
+import { appendFile, mkdir, mkdtemp, symlink } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { repoRoot, sharedDataDir } from "../../src/util/fs.js";
 import { writeSyntheticWhisper, type SyntheticOptions } from "../../src/model/synthetic.js";
+import { buildManifest, type Utterance } from "../../src/hub/librispeech.js";
 
 export const ROOT = repoRoot();
 export const SHARED = sharedDataDir();
@@ -36,3 +37,18 @@ export function base64Float32(b64: string): Float32Array {
   const bytes = Buffer.from(b64, "base64");
   return new Float32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength));
 }
+
+/** A LibriSpeech-layout split of `count` real train-clean-5 utterances (symlinks). */
+export async function miniSplit(count: number): Promise<{ root: string; utterances: Utterance[] }> {
+  const root = await tempDir();
+  const all = await buildManifest(LIBRISPEECH, "train-clean-5");
+  for (const u of all.slice(0, count)) {
+    const [spk, chap] = u.id.split("-");
+    const dir = join(root, "mini", spk!, chap!);
+    await mkdir(dir, { recursive: true });
+    await symlink(u.path, join(dir, `${u.id}.flac`));
+    await appendFile(join(dir, `${spk}-${chap}.trans.txt`), `${u.id} ${u.transcript}\n`);
+  }
+  return { root, utterances: await buildManifest(root, "mini") };
+}
+
