@@ -12,7 +12,15 @@ MODEL ?= openai/whisper-small
 HUB_URL ?=
 HUB_FLAG := $(if $(HUB_URL),--hub-url $(HUB_URL),)
 
-.PHONY: all install build test reproduce clean bench-foundation import-models
+.PHONY: all install build test reproduce smoke kernel system-deps notebooks clean bench-foundation import-models
+
+# Notebooks: where executed copies and outputs go, and which chapters run (NOTEBOOKS=03 05 for two).
+EXECUTED_DIR ?= data/executed
+FIGURES_DIR ?= figures
+NOTEBOOKS ?=
+SMOKE_DIR ?= data/smoke
+KERNEL_JSON := data/jupyter/kernels/tslab/kernel.json
+SUDO ?= $(if $(filter 0,$(shell id -u)),,sudo)
 
 all: build
 
@@ -31,10 +39,36 @@ build: install
 test: build
 	$(NODE) --test --test-concurrency=1 build/test/*.test.js
 
-# The study's pipeline on the test-clean utterances at hand: fetch, build fp32 graphs, transcribe.
-# MODEL may be a hub id (fetched from HUB_URL / HF_ENDPOINT) or a local model folder.
-reproduce: build
-	$(PTQ) transcribe --model $(MODEL) $(HUB_FLAG) $$(find $(LIBRISPEECH_DIR)/test-clean -name '*.flac' | sort)
+# The study, headless: every notebook in order, executed copies in EXECUTED_DIR, tables and figures
+# in FIGURES_DIR, results (resumable) in data/results. MODELS, SPLITS, LIMIT, RECIPES, MODEL_DIR,
+# LIBRISPEECH_DIR, HUB_URL, CALIBRATION_LIMIT reach the notebooks through the environment.
+export MODELS SPLITS LIMIT RECIPES MODEL_DIR HUB_URL CALIBRATION_LIMIT THREADS
+reproduce: build kernel system-deps
+	LIBRISPEECH_DIR=$(LIBRISPEECH_DIR) FIGURES_DIR=$(abspath $(FIGURES_DIR)) $(NODE) build/tools/notebooks.js run $(EXECUTED_DIR) $(NOTEBOOKS)
+
+# Every notebook, table and figure on a random-weight tiny Whisper and a few real utterances, in
+# minutes and offline; every output is stamped as a smoke run. Outputs under SMOKE_DIR.
+smoke: build kernel system-deps
+	rm -rf $(SMOKE_DIR)
+	$(PTQ) synth --out $(SMOKE_DIR)/model --d-model 64 --layers 2 --heads 2 --seed 3 > /dev/null
+	SMOKE=1 MODELS=$(abspath $(SMOKE_DIR))/model SPLITS=train-clean-5 LIMIT=2 CALIBRATION_LIMIT=2 MODEL_DIR= \
+	  LIBRISPEECH_DIR=$(abspath $(LIBRISPEECH_DIR)) RESULTS_DIR=$(abspath $(SMOKE_DIR))/results FIGURES_DIR=$(abspath $(SMOKE_DIR))/figures \
+	  $(NODE) build/tools/notebooks.js run $(SMOKE_DIR)/notebooks
+	$(NODE) build/tools/notebooks.js check $(SMOKE_DIR)/figures
+
+# The notebooks are written as notebooks/src/*.md; this regenerates the .ipynb files from them.
+notebooks: build
+	$(NODE) build/tools/notebooks.js convert
+
+# The tslab kernel, registered for this checkout only (found through JUPYTER_PATH=data/jupyter).
+kernel: install
+	mkdir -p $(dir $(KERNEL_JSON))
+	printf '{"argv": ["%s/node_modules/.bin/tslab", "kernel", "--config-path", "{connection_file}"], "display_name": "TypeScript (tslab)", "language": "typescript"}\n' "$(CURDIR)" > $(KERNEL_JSON)
+
+# Debian packages: Jupyter's headless executor for the notebooks, Chromium for PNG/SVG figures.
+system-deps:
+	@if command -v jupyter-nbconvert > /dev/null && /usr/bin/python3 -c 'import nbclient' 2> /dev/null && test -x /usr/bin/chromium; then :; else \
+	  $(SUDO) apt-get update && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y --no-install-recommends chromium jupyter-nbconvert python3-nbclient jupyter-client jupyter-core python3-ipykernel; fi
 
 clean:
 	rm -rf build

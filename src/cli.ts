@@ -7,9 +7,11 @@
  *   ptq recipes
   ptq quantize --model <id|dir> --recipe <id> [--bits N] [--group-size N] [--axis 0|1] [--granularity per_tensor|per_channel]
                [--include GLOB,...] [--exclude GLOB,...] [--out DIR]
+               static recipes: --split NAME [--librispeech-dir DIR] [--calibration-limit N]
   ptq import ct2 <folder|model.bin|part>... --out DIR [--assets DIR]
   ptq eval --model <id|dir> --split <name> [--librispeech-dir DIR] [--limit N] [--full] [--shard i/n]
            [--workers K] [--threads N] [--results DIR] [--force] [--noise white|babble:<snr dB>]
+           [--recipe ID] [--calibration-limit N]
   ptq grid --config grid.json [--shard i/n] [--workers K] [--results DIR] [--force]
   ptq merge STORE... --out STORE
   ptq synth --out DIR [--d-model N --layers N --heads N --seed N]
@@ -20,14 +22,14 @@ import { Transcriber } from "./asr/transcriber.js";
 import { fetchModel, resolveModelDir, type FetchOptions } from "./hub/fetch-model.js";
 import { buildOnnxModel, ensureOnnxModel } from "./model/build.js";
 import { importCt2Model } from "./model/import-ct2.js";
-import { RECIPES, type RecipeOptions } from "./recipes/catalog.js";
-import { ensureQuantizedModel, quantizeModel } from "./recipes/quantize-model.js";
+import { findRecipe, RECIPES, type RecipeOptions } from "./recipes/catalog.js";
+import { ensureQuantizedModel, quantizeModel, quantizeWithCalibration, type CalibrationRun } from "./recipes/quantize-model.js";
 import { writeSyntheticWhisper } from "./model/synthetic.js";
 import { KitError } from "./util/errors.js";
 import { dataDir, sharedDataDir } from "./util/fs.js";
 import { cpus } from "node:os";
-import { fetchLibriSpeech } from "./hub/librispeech.js";
-import { readGrid, runJob, type EvalJob } from "./eval/jobs.js";
+import { buildManifest, fetchLibriSpeech } from "./hub/librispeech.js";
+import { readGrid, runJob, splitCalibration, type EvalJob } from "./eval/jobs.js";
 import { parseNoise } from "./eval/noise.js";
 import { ResultsStore } from "./eval/results-store.js";
 import { mergeStores } from "./eval/runner.js";
@@ -149,8 +151,10 @@ async function main(argv: string[]): Promise<number> {
           force: { type: "boolean" },
           language: { type: "string" },
           noise: { type: "string" },
+          "calibration-limit": { type: "string" },
         },
       });
+      const calibrationLimit = values["calibration-limit"] !== undefined ? positiveInt(values["calibration-limit"], "--calibration-limit") : undefined;
       const workers = values.workers ? positiveInt(values.workers, "--workers") : 1;
       const shard = values.shard !== undefined ? parseShard(values.shard) : undefined;
       let jobs: EvalJob[];
@@ -168,7 +172,7 @@ async function main(argv: string[]): Promise<number> {
       try {
         for (const [i, job] of jobs.entries()) {
           const outcome = await runJob(
-            { ...job, workers, force: values.force ?? false, ...(shard ? { shard } : {}), ...(values["librispeech-dir"] ? { librispeechDir: values["librispeech-dir"] } : {}) },
+            { ...job, workers, force: values.force ?? false, ...(shard ? { shard } : {}), ...(values["librispeech-dir"] ? { librispeechDir: values["librispeech-dir"] } : {}), ...(calibrationLimit ? { calibrationLimit } : {}) },
             {
               store,
               transcribers,
@@ -218,6 +222,10 @@ async function main(argv: string[]): Promise<number> {
           include: { type: "string" },
           exclude: { type: "string" },
           out: { type: "string" },
+          split: { type: "string" },
+          "librispeech-dir": { type: "string" },
+          "calibration-limit": { type: "string" },
+          threads: { type: "string" },
         },
       });
       if (!values.recipe) throw new KitError("--recipe is required", { field: "--recipe", fix: "ptq recipes lists them" });
@@ -237,7 +245,17 @@ async function main(argv: string[]): Promise<number> {
       const modelDir = await resolveModelDir(requireModel(values.model), hubOptions(values));
       const fp32 = await ensureOnnxModel(modelDir);
       const started = performance.now();
-      const result = values.out ? { dir: values.out, manifest: (await quantizeModel(fp32.dir, values.recipe, options, values.out)).manifest } : await ensureQuantizedModel(modelDir, values.recipe, options);
+      let calibration: CalibrationRun | undefined;
+      if (findRecipe(values.recipe).activations) {
+        if (!values.split) throw new KitError(`${values.recipe} is a static recipe: it calibrates on a split's first 10 %`, { field: "--split", fix: "add --split NAME (and --librispeech-dir DIR for a local LibriSpeech tree)" });
+        const root = values["librispeech-dir"] ?? join(dataDir(), "librispeech", "LibriSpeech");
+        const limit = values["calibration-limit"] !== undefined ? positiveInt(values["calibration-limit"], "--calibration-limit") : undefined;
+        const threads = values.threads ? positiveInt(values.threads, "--threads") : 0;
+        calibration = splitCalibration(modelDir, values.split, await buildManifest(root, values.split), { threads }, limit);
+      }
+      const result = values.out
+        ? { dir: values.out, manifest: (calibration ? await quantizeWithCalibration(fp32.dir, values.recipe, options, values.out, calibration) : await quantizeModel(fp32.dir, values.recipe, options, values.out)).manifest }
+        : await ensureQuantizedModel(modelDir, values.recipe, options, calibration);
       const m = result.manifest;
       console.log(
         JSON.stringify({

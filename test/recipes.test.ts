@@ -16,7 +16,8 @@ import { float16ToFloat32, float32ToFloat16 } from "../src/model/safetensors.js"
 import { dequantize, dequantizeAbsmax, doubleQuantizeAbsmax, packBnb4, type Weight } from "../src/quant/schemes.js";
 import { findRecipe, RECIPES } from "../src/recipes/catalog.js";
 import { emitDequantized, emitLlmInt8, emitMatMulBnb4, emitMatMulNBits, emitTorchDynamic, nbitsBlock } from "../src/recipes/emit.js";
-import { quantizeModel } from "../src/recipes/quantize-model.js";
+import { quantizeModel, quantizeWithCalibration, type CalibrationRun } from "../src/recipes/quantize-model.js";
+import { calibrateActivationScales } from "../src/asr/calibrate.js";
 import { KitError } from "../src/util/errors.js";
 import { relativeError } from "./support/reference-whisper.js";
 import { base64Float32, FIXTURES, syntheticModel, tempDir, TEST_CLEAN_FLAC } from "./support/env.js";
@@ -153,8 +154,16 @@ describe("quantized models", () => {
   it("every implemented recipe quantizes, sizes add up, and the model transcribes", async () => {
     for (const recipe of RECIPES.filter((r) => r.quantize)) {
       const out = join(await tempDir(), recipe.id.replace("/", "-"));
-      const { manifest } = await quantizeModel(fp32Dir, recipe.id, {}, out);
+      const calibration: CalibrationRun = { source: "one test-clean file", run: async (dir) => (await calibrateActivationScales(modelDir, dir, [TEST_CLEAN_FLAC], { threads: 1, maxNewTokens: 4 })).scales };
+      const { manifest } = recipe.activations ? await quantizeWithCalibration(fp32Dir, recipe.id, {}, out, calibration) : await quantizeModel(fp32Dir, recipe.id, {}, out);
       assert.equal(manifest.recipe, recipe.id);
+      if (recipe.activations) {
+        assert.ok(typeof manifest.calibration === "object" && manifest.calibration.source === "one test-clean file");
+        const scales = Object.values((manifest.calibration as { activationScales: Record<string, number> }).activationScales);
+        assert.equal(scales.length, manifest.parameters.filter((p) => p.format !== "fp32").length, `${recipe.id}: one calibrated input scale per quantized layer`);
+        assert.ok(scales.every((v) => v > 0 && v !== 1), `${recipe.id}: every scale calibrated`);
+        assert.deepEqual((await readdir(join(out, ".."))).filter((f) => f.endsWith(".calibration")), [], "calibration graphs removed");
+      }
       assert.equal(manifest.parameterBytes, manifest.parameters.reduce((a, p) => a + p.bytes, 0), "manifest bytes sum to the parameter bytes");
       const onDisk = manifest.files.reduce((a, f) => a + f.bytes, 0);
       const graphs = manifest.files.filter((f) => !f.file.endsWith(".data")).reduce((a, f) => a + f.bytes, 0);
@@ -190,6 +199,7 @@ describe("quantized models", () => {
       ["hqq/9", {}, /unknown recipe 'hqq\/9'/],
       ["pytorch/static-int8", {}, /cannot run yet: needs the calibration pass/],
       ["fp32", {}, /nothing to quantize/],
+      ["quanto/w8a8", {}, /static recipe: its activation scales come from calibration data, and none was given/],
     ];
     for (const [id, options, pattern] of cases) {
       await assert.rejects(quantizeModel(fp32Dir, id, options, join(parent, "out")), (err: unknown) => err instanceof KitError && pattern.test(err.message), id);

@@ -8,6 +8,13 @@ import { KitError, messageOf } from "../util/errors.js";
 export interface RuntimeOptions {
   /** Intra-op threads per session; 0 lets onnxruntime choose (all cores). */
   threads?: number;
+  /** Extra inputs and a look at every output: how calibration graphs are driven. */
+  instrument?: SessionInstrument;
+}
+
+export interface SessionInstrument {
+  feeds(graph: "encoder" | "decoder", inputNames: readonly string[]): Record<string, ort.Tensor>;
+  observe(graph: "encoder" | "decoder", outputs: ort.InferenceSession.OnnxValueMapType): void;
 }
 
 /** Per-utterance encoder results: what the decoder needs at every step. */
@@ -32,6 +39,7 @@ export class OnnxWhisper {
     readonly encoder: ort.InferenceSession,
     readonly decoder: ort.InferenceSession,
     private readonly emptyPast: KvCache,
+    private readonly instrument?: SessionInstrument,
   ) {}
 
   static async load(dir: string, config: WhisperConfig, options: RuntimeOptions = {}): Promise<OnnxWhisper> {
@@ -56,7 +64,7 @@ export class OnnxWhisper {
       emptyPast[`past_key.${l}`] = new ort.Tensor("float32", new Float32Array(0), [1, H, 0, Dh]);
       emptyPast[`past_value.${l}`] = new ort.Tensor("float32", new Float32Array(0), [1, H, 0, Dh]);
     }
-    return new OnnxWhisper(config, encoder, decoder, emptyPast);
+    return new OnnxWhisper(config, encoder, decoder, emptyPast, options.instrument);
   }
 
   /** Run the encoder on one [nMels, 3000] log-mel matrix. */
@@ -65,7 +73,9 @@ export class OnnxWhisper {
     if (mel.length !== this.config.numMelBins * frames) {
       throw new Error(`encode: expected ${this.config.numMelBins}x${frames} features, got ${mel.length} values`);
     }
-    const out = await this.encoder.run({ input_features: new ort.Tensor("float32", mel, [1, this.config.numMelBins, frames]) });
+    const feeds = { input_features: new ort.Tensor("float32", mel, [1, this.config.numMelBins, frames]), ...this.instrument?.feeds("encoder", this.encoder.inputNames) };
+    const out = await this.encoder.run(feeds);
+    this.instrument?.observe("encoder", out);
     const cross: Record<string, ort.Tensor> = {};
     for (let l = 0; l < this.config.decoderLayers; l++) {
       cross[`cross_key.${l}`] = out[`cross_key.${l}`]!;
@@ -85,7 +95,9 @@ export class OnnxWhisper {
       feeds[`past_key.${l}`] = past[`past_key.${l}`] ?? past[`present_key.${l}`]!;
       feeds[`past_value.${l}`] = past[`past_value.${l}`] ?? past[`present_value.${l}`]!;
     }
+    if (this.instrument) Object.assign(feeds, this.instrument.feeds("decoder", this.decoder.inputNames));
     const out = await this.decoder.run(feeds);
+    this.instrument?.observe("decoder", out);
     const next: KvCache = {};
     for (let l = 0; l < this.config.decoderLayers; l++) {
       next[`past_key.${l}`] = out[`present_key.${l}`]!;

@@ -10,13 +10,15 @@ import { Transcriber, type TranscriberOptions } from "../asr/transcriber.js";
 import { buildManifest, type Utterance } from "../hub/librispeech.js";
 import { KitError } from "../util/errors.js";
 import { RECIPES } from "../recipes/catalog.js";
-import { ensureQuantizedModel } from "../recipes/quantize-model.js";
+import { ensureQuantizedModel, type CalibrationRun } from "../recipes/quantize-model.js";
+import { findRecipe, type RecipeOptions } from "../recipes/catalog.js";
+import { calibrateActivationScales } from "../asr/calibrate.js";
 import { resolveModelDir } from "../hub/fetch-model.js";
 import { dataDir, readJson } from "../util/fs.js";
 import { babble, babbleTalkers, mixAtSnr, parseNoise, seedOf, whiteNoise, type NoiseSpec } from "./noise.js";
 import { ResultsStore } from "./results-store.js";
 import { runEvaluation, type Progress, type RunOutcome } from "./runner.js";
-import { evaluationPart, type Selection } from "./splits.js";
+import { calibrationPart, evaluationPart, type Selection } from "./splits.js";
 
 /** Recipes that can run (the catalog lists more; see `ptq recipes`). */
 export const RECIPES_AVAILABLE = RECIPES.filter((r) => r.id === "fp32" || r.quantize).map((r) => r.id);
@@ -31,6 +33,10 @@ export interface EvalJob {
   noise?: NoiseSpec;
   workers?: number;
   force?: boolean;
+  /** Recipe options (layer selection, bits, group size), as `ptq quantize` takes them. */
+  options?: RecipeOptions;
+  /** Static recipes: use at most this many calibration utterances (default: the whole 10 %). */
+  calibrationLimit?: number;
 }
 
 export interface JobContext {
@@ -50,6 +56,26 @@ function noiseTransform(noise: NoiseSpec, manifest: Utterance[]): (audio: Float3
   };
 }
 
+/**
+ * The study's calibration for static recipes: the first 10 % of the split (by sorted utterance id),
+ * never part of the evaluation. `limit` caps the utterances used (for quick runs; recorded in the source).
+ */
+export function splitCalibration(modelDir: string, split: string, manifest: Utterance[], options: TranscriberOptions = {}, limit?: number): CalibrationRun {
+  let part = calibrationPart(manifest);
+  if (limit !== undefined) part = part.slice(0, limit);
+  if (part.length === 0) throw new KitError(`${split} has no calibration part (${manifest.length} utterances)`, { field: "split", fix: "calibrate on a split with at least 10 utterances" });
+  return {
+    source: `${split} calibration part: ${part.length} utterances, ${part[0]!.id} .. ${part.at(-1)!.id}`,
+    run: async (dir) => (await calibrateActivationScales(modelDir, dir, part.map((u) => u.path), { threads: options.threads ?? 0 })).scales,
+  };
+}
+
+/** What identifies a recipe's run: its options and, for static recipes, what calibrated it. */
+function recipeSpec(transcriber: Transcriber): Record<string, unknown> {
+  const { recipeOptions, calibration } = transcriber.manifest;
+  return { ...(recipeOptions ?? {}), ...(typeof calibration === "object" ? { calibration: calibration.source } : {}) };
+}
+
 export async function runJob(job: EvalJob, context: JobContext): Promise<RunOutcome> {
   if (!RECIPES_AVAILABLE.includes(job.recipe)) {
     throw new KitError(`unknown recipe '${job.recipe}'`, { field: "recipe", fix: `recipes available: ${RECIPES_AVAILABLE.join(", ")}` });
@@ -58,7 +84,8 @@ export async function runJob(job: EvalJob, context: JobContext): Promise<RunOutc
   const manifest = await buildManifest(root, job.split);
   const utterances = evaluationPart(manifest, job.selection ?? {});
   if (utterances.length === 0) throw new KitError(`the selection from ${job.split} is empty`, { field: "--limit", fix: "raise --limit or use --full" });
-  const cacheKey = `${job.model}\u0000${job.recipe}`;
+  const isStatic = findRecipe(job.recipe).activations !== undefined;
+  const cacheKey = `${job.model}\u0000${job.recipe}\u0000${JSON.stringify(job.options ?? {})}${isStatic ? `\u0000${job.split}` : ""}`; // static recipes are calibrated per split
   let transcriber = context.transcribers?.get(cacheKey);
   if (!transcriber && context.transcribers) {
     // One model in memory at a time, so that each run's peak memory is its own.
@@ -69,7 +96,8 @@ export async function runJob(job: EvalJob, context: JobContext): Promise<RunOutc
   }
   if (!transcriber) {
     const modelDir = await resolveModelDir(job.model, context.transcriberOptions.hub ?? {});
-    const { dir } = await ensureQuantizedModel(modelDir, job.recipe);
+    const calibration = isStatic ? splitCalibration(modelDir, job.split, manifest, context.transcriberOptions, job.calibrationLimit) : undefined;
+    const { dir } = await ensureQuantizedModel(modelDir, job.recipe, job.options ?? {}, calibration);
     transcriber = await Transcriber.load(modelDir, { ...context.transcriberOptions, onnxDir: dir });
     context.transcribers?.set(cacheKey, transcriber);
   }
@@ -78,7 +106,7 @@ export async function runJob(job: EvalJob, context: JobContext): Promise<RunOutc
     return await runEvaluation({
       transcriber,
       modelName: job.model,
-      recipe: { id: job.recipe, options: transcriber.manifest.recipeOptions ?? {} },
+      recipe: { id: job.recipe, options: recipeSpec(transcriber) },
       split: job.split,
       utterances,
       store: context.store,
@@ -102,6 +130,7 @@ interface GridFile {
   limit?: unknown;
   full?: unknown;
   librispeechDir?: unknown;
+  calibrationLimit?: unknown;
 }
 
 /** The jobs of a grid file: models x recipes x splits (x noise conditions). */
@@ -122,6 +151,9 @@ export async function readGrid(file: string): Promise<EvalJob[]> {
   if (grid.limit !== undefined && (!Number.isInteger(grid.limit) || (grid.limit as number) < 1)) {
     throw new KitError("grid field 'limit' must be a positive integer", { file, field: "limit", fix: 'e.g. "limit": 100' });
   }
+  if (grid.calibrationLimit !== undefined && (!Number.isInteger(grid.calibrationLimit) || (grid.calibrationLimit as number) < 1)) {
+    throw new KitError("grid field 'calibrationLimit' must be a positive integer", { file, field: "calibrationLimit", fix: 'e.g. "calibrationLimit": 20, or leave it out to calibrate on the whole 10 %' });
+  }
   for (const r of recipes) if (!RECIPES_AVAILABLE.includes(r)) throw new KitError(`unknown recipe '${r}'`, { file, field: "recipes", fix: `recipes available: ${RECIPES_AVAILABLE.join(", ")}` });
   const selection: Omit<Selection, "shard"> = { full: grid.full === true, ...(grid.limit !== undefined ? { limit: grid.limit as number } : {}) };
   const jobs: EvalJob[] = [];
@@ -129,7 +161,7 @@ export async function readGrid(file: string): Promise<EvalJob[]> {
     for (const recipe of recipes) {
       for (const split of splits) {
         for (const noise of [undefined, ...noises]) {
-          jobs.push({ model, recipe, split, selection, ...(typeof grid.librispeechDir === "string" ? { librispeechDir: grid.librispeechDir } : {}), ...(noise ? { noise } : {}) });
+          jobs.push({ model, recipe, split, selection, ...(typeof grid.librispeechDir === "string" ? { librispeechDir: grid.librispeechDir } : {}), ...(noise ? { noise } : {}), ...(grid.calibrationLimit !== undefined ? { calibrationLimit: grid.calibrationLimit as number } : {}) });
         }
       }
     }

@@ -77,7 +77,7 @@ export function specFor(request: EvalRequest): RunSpec {
     recipe: request.recipe,
     split: request.split,
     utteranceIds: request.utterances.map((u) => u.id),
-    decoding: { strategy: "greedy", language: t.options.language ?? "en", maxLength: t.generation.maxLength, normalizer: "EnglishTextNormalizer" },
+    decoding: { strategy: "greedy", language: t.options.language ?? "en", maxLength: t.generation.maxLength, normalizer: "EnglishTextNormalizer", ...(t.options.maxNewTokens !== undefined ? { maxNewTokens: t.options.maxNewTokens } : {}) },
     conditions: request.conditions ?? {},
     kitVersion: KIT_VERSION,
   };

@@ -39,6 +39,7 @@ export interface ModelManifest {
   quantizeSeconds?: number;
   floatTensors?: string[]; // parameters left in fp32
   dequantizedAtLoad?: boolean; // some formats have no onnxruntime kernel and are expanded to fp32 at load
+  calibration?: { source: string; seconds: number; activationScales: Record<string, number> } | "graphs for calibration"; // static recipes
 }
 
 /** Check a checkpoint against the parameter list the config implies: names and shapes. */

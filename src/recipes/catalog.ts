@@ -3,6 +3,7 @@
  * numerics in src/quant), and how onnxruntime executes it. `ptq recipes` prints this table.
  */
 import { KitError } from "../util/errors.js";
+import type { ActivationType } from "../quant/activations.js";
 import type { QuantizedWeight, Weight } from "../quant/schemes.js";
 import { quantizeBnb4, quantizeHqq, quantizeLlmInt8Weight, quantizeQuantoAffine, quantizeQuantoSymmetric, quantizeTorchInt8 } from "../quant/schemes.js";
 
@@ -44,6 +45,8 @@ export interface Recipe {
   fp16Compute?: boolean;
   /** bitsandbytes' compress_statistics: the absmax is itself quantized. */
   doubleQuant?: boolean;
+  /** Static recipes: the activation type, quantized per tensor with a calibrated scale. */
+  activations?: ActivationType;
   /** Why a listed recipe cannot run yet (it needs calibration or numerics this kit does not have yet). */
   missing?: string;
   notes: string;
@@ -88,18 +91,22 @@ export const RECIPES: Recipe[] = [
     quantize: (w) => quantizeQuantoAffine(w, bits),
     notes: "affine, scale = (max - min) / (2^bits - 1), float shift = -min",
   })),
-  ...["w8a8", "w4a8", "wf8a8", "w8af8", "w4af8", "wf8af8"].map<Recipe>((id) => ({
-    id: `quanto/${id}`,
-    library: "quanto",
-    scheme: "static",
-    granularity: "per-channel/group (weights); per-tensor calibrated (activations)",
-    bits: id,
-    execution: () => "dequantized at load",
-    quantizesProjOut: true,
-    quantize: null,
-    missing: "needs quanto's Calibration() pass on the calibration split, not implemented yet",
-    notes: "the study's static grid",
-  })),
+  ...(["w8a8", "w4a8", "wf8a8", "w8af8", "w4af8", "wf8af8"] as const).map<Recipe>((id) => {
+    const weights = id.slice(0, id.indexOf("a")) as "w8" | "w4" | "wf8";
+    const activations: ActivationType = id.endsWith("af8") ? "float8" : "int8";
+    return {
+      id: `quanto/${id}`,
+      library: "quanto",
+      scheme: "static",
+      granularity: `${weights === "w4" ? "group (128, -32 until it divides in_features)" : "per-channel"} (weights); per-tensor calibrated (activations)`,
+      bits: `${weights === "wf8" ? "float8" : weights.slice(1)} x ${activations === "float8" ? "float8" : "8"}`,
+      execution: () => (weights === "w4" ? "MatMulNBits" : weights === "w8" && activations === "int8" ? "MatMulInteger" : "dequantized at load"),
+      quantizesProjOut: true,
+      quantize: (w) => (weights === "w4" ? quantizeQuantoAffine(w, 4) : quantizeQuantoSymmetric(w, weights === "w8" ? "int8" : "float8")),
+      activations,
+      notes: "the study's static grid: quantize(weights, activations), Calibration() (momentum 0.9, streamline) over greedy decoding of the calibration part, freeze(); outputs stay float",
+    };
+  }),
   ...hqqBits.map<Recipe>((bits) => ({
     id: `hqq/${bits}`,
     library: "hqq",

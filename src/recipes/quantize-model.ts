@@ -5,6 +5,7 @@
  * the library quantizes it. The result is a model folder with a manifest of every tensor's format.
  */
 import { createHash } from "node:crypto";
+import { rm } from "node:fs/promises";
 import { join } from "node:path";
 import { DECODER_FILE, ENCODER_FILE, ensureOnnxModel, MANIFEST_FILE, type ModelManifest, type ParameterRecord } from "../model/build.js";
 import { GraphBuilder, writeOnnxModel } from "../model/onnx.js";
@@ -14,6 +15,7 @@ import { KitError } from "../util/errors.js";
 import { exists, readJson, withAtomicDir, writeJsonAtomic } from "../util/fs.js";
 import { findRecipe, type Execution, type Recipe, type RecipeOptions } from "./catalog.js";
 import { emitDequantized, emitLlmInt8, emitMatMulBnb4, emitMatMulNBits, emitTorchDynamic } from "./emit.js";
+import { calibrationInput, emitQuantoStatic, quantizeOnFirstCall } from "./static.js";
 
 export const PROJ_OUT = "proj_out";
 
@@ -49,13 +51,28 @@ function describe(recipe: Recipe, q: QuantizedWeight, execution: Execution): str
   return `${recipe.library} ${q.convention} ${q.bits}-bit ${grouping} (${execution})`;
 }
 
+/**
+ * Static recipes need activation scales: either build the calibration form of the graphs (scales
+ * as inputs, updated per call), or the final graphs with the calibrated scales baked in.
+ */
+export type StaticCalibration =
+  | { mode: "calibrate" }
+  | { mode: "calibrated"; source: string; activationScales: Record<string, number>; seconds: number };
+
+/** Where a static recipe's scales come from: a description (part of the cache key) and the pass itself. */
+export interface CalibrationRun {
+  source: string;
+  /** Run the calibration graphs in `dir` over the calibration audio; returns each layer's input scale. */
+  run: (dir: string) => Promise<Record<string, number>>;
+}
+
 export interface QuantizeReport {
   manifest: ModelManifest;
   seconds: number;
 }
 
 /** Quantize the fp32 graphs in `fp32Dir` with a recipe into `outDir` (written atomically). */
-export async function quantizeModel(fp32Dir: string, recipeId: string, options: RecipeOptions, outDir: string): Promise<QuantizeReport> {
+export async function quantizeModel(fp32Dir: string, recipeId: string, options: RecipeOptions, outDir: string, calibration?: StaticCalibration): Promise<QuantizeReport> {
   const started = performance.now();
   const manifestFile = join(fp32Dir, MANIFEST_FILE);
   if (!(await exists(manifestFile))) throw new KitError(`${fp32Dir} has no ${MANIFEST_FILE}`, { file: manifestFile, fix: "build the fp32 graphs first (ptq build)" });
@@ -67,6 +84,10 @@ export async function quantizeModel(fp32Dir: string, recipeId: string, options: 
   if (recipe.id === "fp32") throw new KitError("fp32 is the baseline: there is nothing to quantize", { field: "--recipe", fix: "use the fp32 folder as it is" });
   if (!recipe.quantize) throw new KitError(`recipe ${recipe.id} is listed but cannot run yet: ${recipe.missing}`, { field: "--recipe", fix: "choose another recipe (ptq recipes)" });
   checkOptions(recipe, options);
+  const activations = recipe.activations;
+  if (activations && !calibration) {
+    throw new KitError(`${recipe.id} is a static recipe: its activation scales come from calibration data, and none was given`, { field: "calibration", fix: "give the calibration split (ptq quantize --split NAME --librispeech-dir DIR, or evaluate with ptq eval, which calibrates on the split's first 10 %)" });
+  }
   const quantizeWeight = recipe.quantize;
   const execution = recipe.execution(options);
 
@@ -80,13 +101,22 @@ export async function quantizeModel(fp32Dir: string, recipeId: string, options: 
       } catch (err) {
         throw new KitError(`${recipe.id} cannot quantize ${layer} [${n}, ${k}]: ${(err as Error).message}`, { field: "--group-size", fix: "the library refuses this too: choose a group size that divides the layer's weights" });
       }
-      const canNBits = execution === "MatMulNBits" && q.groupSize !== q.codes.length && k % q.groupSize === 0;
-      const path: Execution = execution === "MatMulNBits" && !canNBits ? "dequantized at load" : execution;
       let bytes: number;
-      if (path === "MatMulNBits") bytes = emitMatMulNBits(g, x, out, layer, q, n, k);
-      else if (path === "MatMulBnb4") bytes = emitMatMulBnb4(g, x, out, layer, q, packBnb4(q.codes), recipe.id.includes("fp4") ? "fp4" : "nf4", n, k, recipe.doubleQuant ? doubleQuantizeAbsmax(q.scales) : undefined);
-      else if (path === "MatMulInteger") bytes = recipe.llmInt8 ? emitLlmInt8(g, x, out, layer, q, n, k) : emitTorchDynamic(g, x, out, layer, q, n, k);
-      else bytes = emitDequantized(g, x, out, layer, q, n, k, recipe.fp16Compute ?? false);
+      let path: Execution;
+      if (activations && calibration?.mode === "calibrated") {
+        const scale = calibration.activationScales[layer];
+        if (scale === undefined || !(scale > 0)) throw new KitError(`no calibrated input scale for ${layer}`, { field: `activationScales.${layer}`, fix: "calibrate again with the same recipe and options" });
+        ({ bytes, execution: path } = emitQuantoStatic(g, x, out, layer, q, n, k, activations, scale));
+      } else {
+        if (activations) x = calibrationInput(g, x, layer, activations); // calibration form: weight-only numerics behind a fake-quantized input
+        const weightPath: Execution = activations ? "dequantized at load" : execution; // calibration runs float GEMMs: fast, same values up to summation order
+        const canNBits = weightPath === "MatMulNBits" && q.groupSize !== q.codes.length && k % q.groupSize === 0;
+        path = weightPath === "MatMulNBits" && !canNBits ? "dequantized at load" : weightPath;
+        if (path === "MatMulNBits") bytes = emitMatMulNBits(g, x, out, layer, q, n, k);
+        else if (path === "MatMulBnb4") bytes = emitMatMulBnb4(g, x, out, layer, q, packBnb4(q.codes), recipe.id.includes("fp4") ? "fp4" : "nf4", n, k, recipe.doubleQuant ? doubleQuantizeAbsmax(q.scales) : undefined);
+        else if (path === "MatMulInteger") bytes = recipe.llmInt8 ? emitLlmInt8(g, x, out, layer, q, n, k) : emitTorchDynamic(g, x, out, layer, q, n, k);
+        else bytes = emitDequantized(g, x, out, layer, q, n, k, recipe.fp16Compute ?? false);
+      }
       const name = `${layer}.weight`;
       const record: ParameterRecord = records.get(name) ?? { name, shape: [n, k], graph: g.name.includes("encoder") ? "encoder" : "decoder", format: "fp32", bytes: 0 };
       records.set(name, { ...record, format: describe(recipe, q, path), bytes, execution: path });
@@ -95,6 +125,7 @@ export async function quantizeModel(fp32Dir: string, recipeId: string, options: 
     for (const file of [ENCODER_FILE, DECODER_FILE]) {
       const { builder: g, opset, domains } = await GraphBuilder.fromFile(join(fp32Dir, file));
       const original = [...g.nodes];
+      const layerOutputs: string[] = [];
       for (const node of original) {
         const isLinear = node.opType === "MatMul" && node.input[1]?.endsWith(".weight") && g.initializers.has(node.input[1]!);
         const isProjOut = node.opType === "Gemm" && node.input[1] === TOKEN_EMBEDDING;
@@ -112,6 +143,12 @@ export async function quantizeModel(fp32Dir: string, recipeId: string, options: 
         quantizeLayer(g, layer, weight, n, k, node.input[0]!, node.output[0]!);
         g.nodes.splice(at, 0, ...g.nodes.splice(before)); // keep topological order: new nodes where the old one was
         if (!isProjOut) g.dropUnusedInitializer(node.input[1]!);
+        const biasAdd = g.nodes.find((m) => m.opType === "Add" && m.input[0] === node.output[0] && m.input[1] === `${layer}.bias`);
+        layerOutputs.push(biasAdd ? biasAdd.output[0]! : node.output[0]!);
+      }
+      if (activations && calibration?.mode === "calibrate") {
+        for (const t of layerOutputs) quantizeOnFirstCall(g, t, activations);
+        for (const ln of g.nodes.filter((m) => m.opType === "LayerNormalization")) quantizeOnFirstCall(g, ln.output[0]!, activations);
       }
       const written = await writeOnnxModel(g, join(tmp, file), { opset, domains: { ...domains, "com.microsoft": 1 }, metadata: { recipe: recipe.id } });
       files.push({ file, bytes: written.graphBytes });
@@ -126,22 +163,50 @@ export async function quantizeModel(fp32Dir: string, recipeId: string, options: 
       parameters,
       parameterBytes: parameters.reduce((a, p) => a + p.bytes, 0),
       baselineParameterBytes: base.parameterBytes,
-      quantizeSeconds: (performance.now() - started) / 1000,
+      quantizeSeconds: (performance.now() - started) / 1000 + (calibration?.mode === "calibrated" ? calibration.seconds : 0),
       floatTensors: parameters.filter((p) => p.format === "fp32").map((p) => p.name),
       dequantizedAtLoad: parameters.some((p) => p.execution === "dequantized at load"),
+      ...(calibration?.mode === "calibrated" ? { calibration: { source: calibration.source, seconds: calibration.seconds, activationScales: calibration.activationScales } } : {}),
+      ...(calibration?.mode === "calibrate" ? { calibration: "graphs for calibration" as const } : {}),
     };
     await writeJsonAtomic(join(tmp, MANIFEST_FILE), manifest);
     return { manifest, seconds: manifest.quantizeSeconds! };
   });
 }
 
-/** The quantized graphs for a model folder and recipe, made once and cached beside the fp32 build. */
-export async function ensureQuantizedModel(modelDir: string, recipeId: string, options: RecipeOptions = {}): Promise<{ dir: string; manifest: ModelManifest }> {
+/** A static recipe end to end: calibration graphs, the calibration pass, the final graphs with the scales baked in. */
+export async function quantizeWithCalibration(fp32Dir: string, recipeId: string, options: RecipeOptions, outDir: string, calibration: CalibrationRun): Promise<QuantizeReport> {
+  const started = performance.now();
+  const graphsDir = `${outDir}.calibration`;
+  await rm(graphsDir, { recursive: true, force: true });
+  await quantizeModel(fp32Dir, recipeId, options, graphsDir, { mode: "calibrate" });
+  let activationScales: Record<string, number>;
+  try {
+    activationScales = await calibration.run(graphsDir);
+  } finally {
+    await rm(graphsDir, { recursive: true, force: true });
+  }
+  const seconds = (performance.now() - started) / 1000;
+  return quantizeModel(fp32Dir, recipeId, options, outDir, { mode: "calibrated", source: calibration.source, activationScales, seconds });
+}
+
+/**
+ * The quantized graphs for a model folder and recipe, made once and cached beside the fp32 build.
+ * Static recipes first write their calibration graphs, run `calibration` over them, and bake the
+ * resulting scales in; the calibration source is part of the cache key.
+ */
+export async function ensureQuantizedModel(modelDir: string, recipeId: string, options: RecipeOptions = {}, calibration?: CalibrationRun): Promise<{ dir: string; manifest: ModelManifest }> {
   const fp32 = await ensureOnnxModel(modelDir);
   if (recipeId === "fp32") return fp32;
-  const tag = createHash("sha256").update(JSON.stringify({ recipeId, options })).digest("hex").slice(0, 12);
+  const recipe = findRecipe(recipeId);
+  const key = recipe.activations ? { recipeId, options, calibration: calibration?.source } : { recipeId, options };
+  const tag = createHash("sha256").update(JSON.stringify(key)).digest("hex").slice(0, 12);
   const dir = join(fp32.dir, "..", `${recipeId.replace("/", "-")}-${tag}`);
   if (await exists(join(dir, MANIFEST_FILE))) return { dir, manifest: await readJson<ModelManifest>(join(dir, MANIFEST_FILE)) };
-  const { manifest } = await quantizeModel(fp32.dir, recipeId, options, dir);
+  if (!recipe.activations || !calibration) {
+    const { manifest } = await quantizeModel(fp32.dir, recipeId, options, dir);
+    return { dir, manifest };
+  }
+  const { manifest } = await quantizeWithCalibration(fp32.dir, recipeId, options, dir, calibration);
   return { dir, manifest };
 }

@@ -1,0 +1,207 @@
+/**
+ * The study's figures as Plotly specifications (data + layout), built from result rows alone
+ * (pure functions; src/report/write.ts renders them to HTML, PNG and SVG). Every axis names its
+ * unit; a smoke run carries a stamp across the plot.
+ */
+import type { ResultRow } from "./rows.js";
+
+export interface Figure {
+  id: string; // file stem: figures/<id>.html|png|svg
+  title: string;
+  data: Array<Record<string, unknown>>;
+  layout: Record<string, unknown>;
+  width: number;
+  height: number;
+}
+
+const LIBRARY_COLORS: Record<string, string> = { none: "#222222", pytorch: "#d62728", quanto: "#1f77b4", hqq: "#2ca02c", bitsandbytes: "#9467bd" };
+const MODEL_SYMBOLS = ["circle", "diamond", "square", "triangle-up"];
+const MODEL_SYMBOL_NAMES = ["circles", "diamonds", "squares", "triangles"];
+const PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf", "#7f7f7f", "#bcbd22"];
+
+const clean = (rows: ResultRow[]) => rows.filter((r) => r.noise === null);
+
+function baseLayout(title: string, smoke: string | null): Record<string, unknown> {
+  return {
+    title: { text: title, x: 0.02, xanchor: "left", font: { size: 16 } },
+    font: { family: "Arial, sans-serif", size: 12 },
+    paper_bgcolor: "white",
+    plot_bgcolor: "white",
+    margin: { l: 70, r: 20, t: 70, b: 70 },
+    legend: { orientation: "v", x: 1.02, y: 1, xanchor: "left", font: { size: 11 } },
+    annotations: smoke
+      ? [{ text: smoke, xref: "paper", yref: "paper", x: 0.5, y: 0.5, showarrow: false, textangle: -20, opacity: 0.25, font: { size: 30, color: "#cc0000" } }]
+      : [],
+  };
+}
+
+const axis = (title: string, extra: Record<string, unknown> = {}) => ({ title: { text: title }, showgrid: true, gridcolor: "#e5e5e5", zeroline: false, linecolor: "#444", mirror: true, ...extra });
+
+/** Points not dominated in (size, WER): the lower-left frontier, in size order. */
+export function paretoFront<T>(points: T[], x: (p: T) => number, y: (p: T) => number): T[] {
+  const sorted = [...points].sort((a, b) => x(a) - x(b) || y(a) - y(b));
+  const front: T[] = [];
+  let best = Infinity;
+  for (const p of sorted) {
+    if (y(p) < best) {
+      front.push(p);
+      best = y(p);
+    }
+  }
+  return front;
+}
+
+/** Side-by-side panels, one per split: x/y axis names for panel i. */
+function panels(count: number, gap = 0.08): Array<{ x: string; y: string; domain: [number, number] }> {
+  const w = (1 - gap * (count - 1)) / count;
+  return Array.from({ length: count }, (_, i) => ({ x: i === 0 ? "x" : `x${i + 1}`, y: i === 0 ? "y" : `y${i + 1}`, domain: [i * (w + gap), i * (w + gap) + w] as [number, number] }));
+}
+
+function panelAxes(layout: Record<string, unknown>, ps: ReturnType<typeof panels>, xTitle: string, yTitle: string, titles: string[], xExtra: Record<string, unknown> = {}): void {
+  const annotations = layout.annotations as Array<Record<string, unknown>>;
+  ps.forEach((p, i) => {
+    const suffix = i === 0 ? "" : String(i + 1);
+    layout[`xaxis${suffix}`] = axis(xTitle, { domain: p.domain, anchor: p.y, ...xExtra });
+    layout[`yaxis${suffix}`] = axis(i === 0 ? yTitle : "", { anchor: p.x });
+    annotations.push({ text: `<b>${titles[i]}</b>`, xref: "paper", yref: "paper", x: (p.domain[0] + p.domain[1]) / 2, y: 1.0, yanchor: "bottom", showarrow: false, font: { size: 13 } });
+  });
+}
+
+export function werVsSizeFigure(rows: ResultRow[], smoke: string | null): Figure {
+  const rs = clean(rows).filter((r) => r.parameterMB !== null);
+  const splits = [...new Set(rs.map((r) => r.split))].sort();
+  const models = [...new Set(rs.map((r) => r.model))].sort();
+  const ps = panels(Math.max(1, splits.length));
+  const data: Array<Record<string, unknown>> = [];
+  const shown = new Set<string>();
+  splits.forEach((split, i) => {
+    const here = rs.filter((r) => r.split === split);
+    for (const library of [...new Set(here.map((r) => r.library))]) {
+      const pts = here.filter((r) => r.library === library);
+      data.push({
+        type: "scatter", mode: "markers", name: library === "none" ? "fp32 baseline" : library, legendgroup: library, showlegend: !shown.has(library),
+        x: pts.map((r) => r.parameterMB), y: pts.map((r) => r.wer), text: pts.map((r) => `${r.model} ${r.recipe}`),
+        hovertemplate: "%{text}<br>%{x:.1f} MB, WER %{y:.2f} %<extra></extra>",
+        marker: { color: LIBRARY_COLORS[library] ?? "#555", size: 9, symbol: pts.map((r) => MODEL_SYMBOLS[models.indexOf(r.model) % MODEL_SYMBOLS.length]), line: { width: 1, color: "white" } }, xaxis: ps[i]!.x, yaxis: ps[i]!.y,
+      });
+      shown.add(library);
+    }
+    const front = paretoFront(here, (r) => r.parameterMB!, (r) => r.wer);
+    data.push({ type: "scatter", mode: "lines", name: "Pareto front", legendgroup: "pareto", showlegend: i === 0, x: front.map((r) => r.parameterMB), y: front.map((r) => r.wer), line: { color: "#444", dash: "dot", width: 1.5 }, hoverinfo: "skip", xaxis: ps[i]!.x, yaxis: ps[i]!.y });
+  });
+  const layout = baseLayout(`F1. WER against model size, coloured by library (${models.map((m, i) => `${MODEL_SYMBOL_NAMES[i % MODEL_SYMBOL_NAMES.length]}: ${m}`).join(", ")})`, smoke);
+  panelAxes(layout, ps, "parameter size (MB)", "WER (%)", splits);
+  ps.forEach((_, i) => ((layout[`yaxis${i === 0 ? "" : i + 1}`] as Record<string, unknown>).type = "log")); // loops push WER past 100 %: a log axis keeps the good recipes readable
+  return { id: "F1-wer-vs-size", title: "WER against model size", data, layout, width: 1100, height: 520 };
+}
+
+/** The numeric bit width of a weight format ("8 (float8 e4m3fn)" -> 8); null for the static grid's pairs. */
+export function weightBits(bits: string): number | null {
+  if (bits.includes(" x ")) return null;
+  const n = parseFloat(bits);
+  return Number.isFinite(n) ? n : null;
+}
+
+export function werVsBitsFigure(rows: ResultRow[], smoke: string | null): Figure {
+  const rs = clean(rows).filter((r) => weightBits(r.bits) !== null);
+  const splits = [...new Set(rs.map((r) => r.split))].sort();
+  const data: Array<Record<string, unknown>> = [];
+  const methods = [...new Set(rs.filter((r) => r.recipe !== "fp32").map((r) => `${r.library} ${r.scheme}`))];
+  methods.forEach((method, mi) => {
+    splits.forEach((split, si) => {
+      const pts = rs.filter((r) => `${r.library} ${r.scheme}` === method && r.split === split).sort((a, b) => weightBits(b.bits)! - weightBits(a.bits)!);
+      if (!pts.length) return;
+      data.push({
+        type: "scatter", mode: "lines+markers", name: `${method}, ${split}`, x: pts.map((r) => weightBits(r.bits)), y: pts.map((r) => r.wer), text: pts.map((r) => `${r.model} ${r.recipe}`),
+        hovertemplate: "%{text}<br>%{x} bits, WER %{y:.2f} %<extra></extra>",
+        line: { color: PALETTE[mi % PALETTE.length], dash: si === 0 ? "solid" : si === 1 ? "dash" : "dot" }, marker: { size: 8, symbol: si === 0 ? "circle" : "diamond" },
+      });
+    });
+  });
+  for (const [si, split] of splits.entries()) {
+    const base = rs.find((r) => r.recipe === "fp32" && r.split === split);
+    if (base) data.push({ type: "scatter", mode: "lines", name: `fp32 baseline, ${split}`, x: [1, 8], y: [base.wer, base.wer], line: { color: "#222", dash: si === 0 ? "solid" : "dash", width: 1 } });
+  }
+  const layout = baseLayout("F2. WER against weight bit width, per method (solid: first split, dashed: second)", smoke);
+  layout.xaxis = axis("weight bit width (bits)", { tickvals: [1, 2, 3, 4, 8], type: "linear", range: [0.5, 8.5] });
+  layout.yaxis = axis("WER (%)", { type: "log" });
+  return { id: "F2-wer-vs-bits", title: "WER against bit width", data, layout, width: 1100, height: 560 };
+}
+
+export function speedMemoryFigure(rows: ResultRow[], smoke: string | null): Figure {
+  const rs = clean(rows).filter((r) => r.rtfx !== null);
+  const models = [...new Set(rs.map((r) => r.model))];
+  const ps = panels(2, 0.1);
+  const data: Array<Record<string, unknown>> = [];
+  models.forEach((model, mi) => {
+    const byRecipe = new Map<string, ResultRow[]>();
+    for (const r of rs.filter((x) => x.model === model)) byRecipe.set(r.recipe, [...(byRecipe.get(r.recipe) ?? []), r]);
+    const recipes = [...byRecipe.keys()];
+    const mean = (xs: ResultRow[], f: (r: ResultRow) => number | null) => xs.reduce((a, r) => a + (f(r) ?? 0), 0) / xs.length;
+    const color = PALETTE[mi % PALETTE.length];
+    data.push({ type: "bar", orientation: "h", name: model, legendgroup: model, y: recipes, x: recipes.map((k) => mean(byRecipe.get(k)!, (r) => r.rtfx)), marker: { color }, xaxis: ps[0]!.x, yaxis: ps[0]!.y, hovertemplate: "%{y}: RTFx %{x:.1f}<extra></extra>" });
+    data.push({ type: "bar", orientation: "h", name: model, legendgroup: model, showlegend: false, y: recipes, x: recipes.map((k) => Math.max(...byRecipe.get(k)!.map((r) => r.peakRssMB ?? 0))), marker: { color }, xaxis: ps[1]!.x, yaxis: ps[1]!.y, hovertemplate: "%{y}: %{x:.0f} MB<extra></extra>" });
+  });
+  const layout = baseLayout("F3. Speed (RTFx: audio seconds per wall second, higher is faster) and peak memory per recipe", smoke);
+  panelAxes(layout, ps, "", "", ["speed", "memory"]);
+  (layout.xaxis as Record<string, unknown>).title = { text: "RTFx (audio s per wall s)" };
+  (layout.xaxis2 as Record<string, unknown>).title = { text: "peak resident memory (MB)" };
+  (layout.yaxis as Record<string, unknown>).automargin = true;
+  (layout.yaxis2 as Record<string, unknown>).showticklabels = false;
+  layout.barmode = "group";
+  layout.margin = { l: 160, r: 20, t: 80, b: 60 };
+  const recipesShown = new Set(rs.map((r) => r.recipe)).size;
+  return { id: "F3-speed-memory", title: "Speed and memory", data, layout, width: 1100, height: Math.max(420, 120 + recipesShown * 22 * Math.max(1, models.length)) };
+}
+
+export interface ErrorHistogramInput {
+  layer: string; // which weight
+  weights: Float32Array;
+  errors: Array<{ label: string; values: Float32Array /* dequantized - original */ }>;
+}
+
+export function weightErrorFigure(input: ErrorHistogramInput, smoke: string | null): Figure {
+  const ps = panels(2, 0.1);
+  const data: Array<Record<string, unknown>> = [
+    { type: "histogram", name: "weights", x: Array.from(input.weights), nbinsx: 120, marker: { color: "#555" }, xaxis: ps[0]!.x, yaxis: ps[0]!.y },
+    ...input.errors.map((e, i) => ({ type: "histogram", name: `error, ${e.label}`, x: Array.from(e.values), nbinsx: 120, opacity: 0.6, marker: { color: PALETTE[i % PALETTE.length] }, xaxis: ps[1]!.x, yaxis: ps[1]!.y })),
+  ];
+  const layout = baseLayout(`F4. Weights of ${input.layer} and their quantization error per scheme`, smoke);
+  panelAxes(layout, ps, "value", "count (elements)", ["weights", "quantization error"]);
+  (layout.xaxis as Record<string, unknown>).title = { text: "weight value (dimensionless)" };
+  (layout.xaxis2 as Record<string, unknown>).title = { text: "error (dequantized - original)" };
+  layout.barmode = "overlay";
+  return { id: "F4-weight-error-histograms", title: "Weight and error histograms", data, layout, width: 1100, height: 500 };
+}
+
+export function werVsSnrFigure(rows: ResultRow[], smoke: string | null): Figure {
+  const noisy = rows.filter((r) => r.noise !== null);
+  const data: Array<Record<string, unknown>> = [];
+  const groups = [...new Set(noisy.map((r) => `${r.model} ${r.recipe} ${r.noise!.split(":")[0]}`))];
+  groups.forEach((g, i) => {
+    const pts = noisy.filter((r) => `${r.model} ${r.recipe} ${r.noise!.split(":")[0]}` === g).sort((a, b) => a.noiseSnrDb! - b.noiseSnrDb!);
+    const cleanRow = rows.find((r) => r.noise === null && `${r.model} ${r.recipe}` === `${pts[0]!.model} ${pts[0]!.recipe}` && r.split === pts[0]!.split);
+    data.push({ type: "scatter", mode: "lines+markers", name: g, x: pts.map((r) => r.noiseSnrDb), y: pts.map((r) => r.wer), line: { color: PALETTE[i % PALETTE.length] } });
+    if (cleanRow) data.push({ type: "scatter", mode: "markers", name: `${pts[0]!.model} ${pts[0]!.recipe}, clean`, x: [Math.max(...pts.map((r) => r.noiseSnrDb!)) + 10], y: [cleanRow.wer], marker: { color: PALETTE[i % PALETTE.length], symbol: "star", size: 11 } });
+  });
+  const layout = baseLayout("F5. WER against signal-to-noise ratio per recipe (stars: clean audio, drawn right of the sweep)", smoke);
+  layout.xaxis = axis("signal-to-noise ratio (dB)");
+  layout.yaxis = axis("WER (%)");
+  return { id: "F5-wer-vs-snr", title: "WER under noise", data, layout, width: 1100, height: 520 };
+}
+
+export interface SensitivityPoint {
+  block: string; // e.g. "model.encoder.layers.2"
+  wer: number; // percent, with only this block quantized
+}
+
+export function sensitivityFigure(points: SensitivityPoint[], baselineWer: number, recipe: string, smoke: string | null): Figure {
+  const data: Array<Record<string, unknown>> = [
+    { type: "bar", name: `WER increase with only this block quantized (${recipe})`, x: points.map((p) => p.block.replace("model.", "")), y: points.map((p) => p.wer - baselineWer), marker: { color: points.map((p) => (p.block.includes("encoder") ? "#1f77b4" : p.block.includes("decoder") ? "#ff7f0e" : "#7f7f7f")) }, hovertemplate: "%{x}: +%{y:.2f} WER points<extra></extra>" },
+  ];
+  const layout = baseLayout(`F6. Per-layer sensitivity: WER change when one block alone is quantized with ${recipe} (blue: encoder, orange: decoder)`, smoke);
+  layout.xaxis = axis("quantized block", { tickangle: -35, automargin: true });
+  layout.yaxis = axis("WER change vs fp32 (percentage points)");
+  layout.showlegend = false;
+  return { id: "F6-layer-sensitivity", title: "Per-layer sensitivity", data, layout, width: 1100, height: 520 };
+}

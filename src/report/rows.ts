@@ -1,0 +1,86 @@
+/**
+ * The results store, flattened for reporting: one row per finished run, with what the catalog says
+ * of its recipe. Reads only the store's files (results.jsonl and runs/*.jsonl), so a store made on
+ * another machine, or merged from shards, renders the same way.
+ */
+import { join } from "node:path";
+import { readJsonl, type RunSummary, type UtteranceResult } from "../eval/results-store.js";
+import { RECIPES } from "../recipes/catalog.js";
+
+/** Utterances whose decoding ran into the length limit: greedy repetition loops. */
+export const RUNAWAY_TOKENS = 440;
+
+export interface ResultRow {
+  key: string;
+  model: string; // short name (last path component)
+  recipe: string;
+  library: string;
+  scheme: string;
+  bits: string;
+  execution: string; // the recipe's execution path, "+ dequantized at load" where some tensors are
+  split: string;
+  noiseSnrDb: number | null; // null: clean audio
+  noise: string | null;
+  utterances: number;
+  wer: number; // percent
+  cer: number; // percent
+  werWithoutRunaways: number | null; // percent; null when every utterance ran away
+  runaways: number;
+  parameterMB: number | null;
+  onDiskMB: number | null;
+  compression: number | null; // percent
+  rtf: number | null;
+  rtfx: number | null;
+  peakRssMB: number | null;
+  quantizeSeconds: number | null;
+  calibration: string | null;
+}
+
+const num = (v: unknown): number | null => (typeof v === "number" && Number.isFinite(v) ? v : typeof v === "string" && v !== "" && Number.isFinite(Number(v)) ? Number(v) : null);
+
+export function shortModelName(name: string): string {
+  return name.replace(/\/+$/, "").split("/").pop() ?? name;
+}
+
+/** One row per run key (the latest summary wins: a rerun with --force replaces the earlier one). */
+export async function loadResultRows(storeDir: string): Promise<ResultRow[]> {
+  const latest = new Map<string, RunSummary>();
+  for (const s of (await readJsonl<RunSummary>(join(storeDir, "results.jsonl"))).records) latest.set(s.key, s);
+  const rows: ResultRow[] = [];
+  for (const s of latest.values()) {
+    const records = (await readJsonl<UtteranceResult>(join(storeDir, "runs", `${s.key}.jsonl`))).records;
+    const kept = records.filter((r) => r.tokens < RUNAWAY_TOKENS);
+    const errors = (rs: UtteranceResult[]) => rs.reduce((a, r) => a + r.words.substitutions + r.words.deletions + r.words.insertions, 0);
+    const refWords = kept.reduce((a, r) => a + r.words.referenceLength, 0);
+    const recipe = RECIPES.find((r) => r.id === s.spec.recipe.id);
+    const noise = typeof s.spec.conditions.noise === "string" ? s.spec.conditions.noise : null;
+    const execution = recipe ? recipe.execution(s.spec.recipe.options) : "?";
+    rows.push({
+      key: s.key,
+      model: shortModelName(s.spec.model.name),
+      recipe: s.spec.recipe.id,
+      library: recipe?.library ?? "?",
+      scheme: recipe?.scheme ?? "?",
+      bits: recipe?.bits ?? "?",
+      execution: s.size?.dequantizedAtLoad && execution !== "dequantized at load" ? `${execution} + dequantized at load` : execution,
+      split: s.spec.split,
+      noise,
+      noiseSnrDb: noise ? Number(noise.split(":")[1]) : null,
+      utterances: s.spec.utterances,
+      wer: 100 * s.wer,
+      cer: 100 * s.cer,
+      werWithoutRunaways: refWords > 0 ? (100 * errors(kept)) / refWords : null,
+      runaways: records.length - kept.length,
+      parameterMB: s.size ? s.size.parameterBytes / 1e6 : null,
+      onDiskMB: s.size ? s.size.onDiskBytes / 1e6 : null,
+      compression: s.size ? 100 * s.size.compression : null,
+      rtf: num(s.timing.rtf),
+      rtfx: num(s.timing.rtfx),
+      peakRssMB: num(s.timing.peakRssMB),
+      quantizeSeconds: s.size ? s.size.quantizeSeconds : null,
+      calibration: typeof s.spec.recipe.options.calibration === "string" ? s.spec.recipe.options.calibration : null,
+    });
+  }
+  const order = new Map(RECIPES.map((r, i) => [r.id, i]));
+  return rows.sort((a, b) => a.model.localeCompare(b.model) || (order.get(a.recipe) ?? 99) - (order.get(b.recipe) ?? 99) || a.split.localeCompare(b.split) || (a.noiseSnrDb ?? 1e9) - (b.noiseSnrDb ?? 1e9));
+}

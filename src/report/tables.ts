@@ -1,0 +1,140 @@
+/**
+ * The study's tables, built from result rows alone (pure functions): T1 the configuration grid,
+ * T2 main results per recipe with the study's published values beside ours, T3 the static
+ * weights x activations grid, T4 model size side by side.
+ */
+import { RECIPES } from "../recipes/catalog.js";
+import type { ResultRow } from "./rows.js";
+
+export type Cell = string | number | null;
+
+export interface Table {
+  id: string; // file stem: figures/tables/<id>.csv|md|tex
+  title: string;
+  columns: string[];
+  rows: Cell[][];
+  notes: string[]; // printed under the table (sources, caveats, the smoke stamp)
+}
+
+/**
+ * Values of the paper as quoted in secondary sources (DESIGN.md): never measured here. Each is
+ * keyed by the kit's model short name, recipe and split.
+ */
+export interface PublishedValue {
+  model: string;
+  recipe: string;
+  split: string;
+  metric: "wer" | "compression" | "rtf";
+  value: number;
+}
+export const PUBLISHED: PublishedValue[] = [
+  { model: "whisper-small", recipe: "fp32", split: "test-clean", metric: "wer", value: 3.48 },
+  { model: "whisper-small", recipe: "fp32", split: "test-other", metric: "wer", value: 11.88 },
+  { model: "whisper-small", recipe: "quanto/w8", split: "test-clean", metric: "wer", value: 3.41 },
+  { model: "whisper-small", recipe: "quanto/w8", split: "test-clean", metric: "compression", value: 57 },
+  { model: "whisper-small", recipe: "pytorch/dynamic-int8", split: "test-clean", metric: "rtf", value: 0.077 },
+  { model: "whisper-small", recipe: "fp32", split: "test-clean", metric: "rtf", value: 0.121 },
+  { model: "whisper-base", recipe: "fp32", split: "test-other", metric: "wer", value: 12.87 },
+  { model: "whisper-base", recipe: "pytorch/dynamic-int8", split: "test-other", metric: "wer", value: 14.72 },
+  { model: "whisper-tiny", recipe: "fp32", split: "test-other", metric: "wer", value: 23.69 },
+  { model: "whisper-tiny", recipe: "pytorch/dynamic-int8", split: "test-other", metric: "wer", value: 24.64 },
+  { model: "whisper-tiny", recipe: "bnb/nf4", split: "test-other", metric: "wer", value: 32.19 },
+];
+export const PUBLISHED_NOTE = "quoted: the study's values as secondary sources quote them (DESIGN.md), not measured by this kit; the kit's own runs are the other columns";
+
+const round = (v: number | null, digits: number): Cell => (v === null ? null : Number(v.toFixed(digits)));
+
+export function configurationTable(): Table {
+  return {
+    id: "T1-configuration-grid",
+    title: "T1. The configuration grid: every recipe, its library, scheme, granularity, bits and execution path",
+    columns: ["recipe", "library", "scheme", "granularity", "bits", "execution", "quantizes proj_out", "runs here"],
+    rows: RECIPES.map((r) => [r.id, r.library, r.scheme, r.granularity, r.bits, r.execution({}), r.quantizesProjOut ? "yes" : "no", r.quantize || r.id === "fp32" ? "yes" : `no: ${r.missing}`]),
+    notes: ["'dequantized at load': onnxruntime has no kernel for the format; the packed codes are stored and expanded to fp32 when the session loads (file size shrinks, memory does not)."],
+  };
+}
+
+/** The clean (noise-free) rows only: tables T2-T4 report clean audio. */
+const clean = (rows: ResultRow[]) => rows.filter((r) => r.noise === null);
+
+export function mainResultsTable(rows: ResultRow[]): Table {
+  const splits = [...new Set(clean(rows).map((r) => r.split))].sort();
+  const groups = new Map<string, ResultRow[]>();
+  for (const r of clean(rows)) {
+    const k = `${r.model}\u0000${r.recipe}`;
+    groups.set(k, [...(groups.get(k) ?? []), r]);
+  }
+  const published = (model: string, recipe: string, split: string, metric: PublishedValue["metric"]) =>
+    PUBLISHED.find((p) => model.startsWith(p.model) && p.recipe === recipe && p.split === split && p.metric === metric)?.value ?? null;
+  const columns = ["model", "recipe", "execution", "parameter MB", "on-disk MB", "compression %"];
+  for (const s of splits) columns.push(`WER % ${s}`, `CER % ${s}`, `WER % ${s} quoted`, `utterances ${s}`, `runaway loops ${s}`);
+  columns.push("RTF", "RTFx", "peak memory MB");
+  const out: Cell[][] = [];
+  for (const group of groups.values()) {
+    const first = group[0]!;
+    const row: Cell[] = [first.model, first.recipe, first.execution, round(first.parameterMB, 1), round(first.onDiskMB, 1), round(first.compression, 1)];
+    for (const s of splits) {
+      const r = group.find((x) => x.split === s);
+      row.push(round(r?.wer ?? null, 2), round(r?.cer ?? null, 2), published(first.model, first.recipe, s, "wer"), r?.utterances ?? null, r?.runaways ?? null);
+    }
+    const timed = group.filter((x) => x.rtf !== null);
+    const mean = (f: (x: ResultRow) => number | null) => (timed.length ? timed.reduce((a, x) => a + (f(x) ?? 0), 0) / timed.length : null);
+    row.push(round(mean((x) => x.rtf), 4), round(mean((x) => x.rtfx), 1), round(Math.max(0, ...group.map((x) => x.peakRssMB ?? 0)) || null, 0));
+    out.push(row);
+  }
+  return {
+    id: "T2-main-results",
+    title: "T2. Main results per recipe: size, WER and CER per split, speed and memory",
+    columns,
+    rows: out,
+    notes: [
+      PUBLISHED_NOTE,
+      "parameter MB: what the parameters take as the recipe stores them (the study's model size); on-disk MB adds the graph; compression vs the fp32 parameters.",
+      "runaway loops: utterances whose greedy decoding hit the length limit (a repetition loop); one such loop can move a 100-utterance WER by several points.",
+      "RTF and RTFx are this machine's, after a warm-up utterance; peak memory is the run's own resident peak.",
+    ],
+  };
+}
+
+export function staticGridTable(rows: ResultRow[]): Table {
+  const statics = clean(rows).filter((r) => r.scheme === "static" || r.recipe === "fp32" || ["quanto/w8", "quanto/w4", "quanto/wf8"].includes(r.recipe));
+  const weightsOf = (recipe: string) => (recipe === "fp32" ? "fp32" : recipe.startsWith("quanto/") ? recipe.slice(7).replace(/a.*$/, "") : recipe);
+  const activationsOf = (r: ResultRow) => (r.recipe === "fp32" || r.scheme === "weight-only" ? "float32" : r.recipe.endsWith("af8") ? "float8" : r.recipe.endsWith("a8") ? "int8" : "-");
+  return {
+    id: "T3-static-grid",
+    title: "T3. Optimum-Quanto's weights x activations grid (static activations calibrated on the split's first 10 %)",
+    columns: ["model", "split", "weights", "activations", "recipe", "WER %", "CER %", "runaway loops", "utterances", "execution", "calibration"],
+    rows: statics.map((r) => [r.model, r.split, weightsOf(r.recipe), activationsOf(r), r.recipe, round(r.wer, 2), round(r.cer, 2), r.runaways, r.utterances, r.execution, r.calibration]),
+    notes: ["activations 'float32' rows are the weight-only recipes and the baseline, for reference."],
+  };
+}
+
+/** T4: each model at fp32, int8, 4-bit and 3-bit, side by side. */
+export const SIZE_TABLE_RECIPES: Array<[string, string]> = [
+  ["fp32", "fp32"],
+  ["int8 (pytorch/dynamic-int8)", "pytorch/dynamic-int8"],
+  ["int8 weights (quanto/w8)", "quanto/w8"],
+  ["4-bit (hqq/4)", "hqq/4"],
+  ["4-bit (bnb/nf4)", "bnb/nf4"],
+  ["3-bit (hqq/3)", "hqq/3"],
+];
+
+export function modelSizeTable(rows: ResultRow[]): Table {
+  const models = [...new Set(clean(rows).map((r) => r.model))].sort();
+  const splits = [...new Set(clean(rows).map((r) => r.split))].sort();
+  const columns = ["precision", "recipe"];
+  for (const m of models) {
+    columns.push(`${m} parameter MB`);
+    for (const s of splits) columns.push(`${m} WER % ${s}`);
+  }
+  const out: Cell[][] = SIZE_TABLE_RECIPES.map(([label, recipe]) => {
+    const row: Cell[] = [label, recipe];
+    for (const m of models) {
+      const rs = clean(rows).filter((r) => r.model === m && r.recipe === recipe);
+      row.push(round(rs[0]?.parameterMB ?? null, 1));
+      for (const s of splits) row.push(round(rs.find((r) => r.split === s)?.wer ?? null, 2));
+    }
+    return row;
+  });
+  return { id: "T4-model-size", title: "T4. Model size: each Whisper at fp32, int8, 4-bit and 3-bit", columns, rows: out, notes: ["empty cells: that model/recipe/split was not run in this results store."] };
+}

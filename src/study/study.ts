@@ -1,0 +1,145 @@
+/**
+ * What the notebooks and `make reproduce` ask of the kit, in one place: the study's configuration
+ * (from the environment, so that a headless run and a notebook agree), evaluations run or resumed
+ * through the results store, and the report written from that store.
+ *
+ * Environment: MODELS (comma-separated hub ids or folders; default openai/whisper-small), SPLITS
+ * (default test-clean,test-other), LIMIT (utterances per split; default all of the 90 % evaluation
+ * part), RECIPES (default every runnable recipe), MODEL_DIR (a folder holding models by short name,
+ * used instead of the hub when present), LIBRISPEECH_DIR, HUB_URL, CALIBRATION_LIMIT, RESULTS_DIR,
+ * FIGURES_DIR, THREADS, and SMOKE=1 (random-weight model, every output stamped as a smoke run).
+ */
+import { existsSync } from "node:fs";
+import { cpus } from "node:os";
+import { join } from "node:path";
+import { runJob, RECIPES_AVAILABLE, type EvalJob } from "../eval/jobs.js";
+import type { NoiseSpec } from "../eval/noise.js";
+import { ResultsStore } from "../eval/results-store.js";
+import type { Transcriber } from "../asr/transcriber.js";
+import type { RecipeOptions } from "../recipes/catalog.js";
+import { KitError } from "../util/errors.js";
+import { dataDir, repoRoot } from "../util/fs.js";
+import { loadResultRows, shortModelName, type ResultRow } from "../report/rows.js";
+
+export interface StudyConfig {
+  models: string[]; // hub ids or folders, as given
+  splits: string[];
+  limit: number | undefined;
+  recipes: string[];
+  modelDir: string | undefined;
+  librispeechDir: string;
+  hubUrl: string | undefined;
+  calibrationLimit: number | undefined;
+  resultsDir: string;
+  figuresDir: string;
+  threads: number;
+  /** Random weights: outputs are stamped so that nobody takes them for results. */
+  smoke: boolean;
+  /** Decoding cap for smoke runs (random weights never emit end-of-text). */
+  maxNewTokens: number | undefined;
+}
+
+export const SMOKE_STAMP = "SMOKE RUN: random weights, not a result";
+
+function list(value: string | undefined, fallback: string[]): string[] {
+  const items = (value ?? "").split(",").map((s) => s.trim()).filter(Boolean);
+  return items.length ? items : fallback;
+}
+
+function positive(name: string, value: string | undefined): number | undefined {
+  if (value === undefined || value === "") return undefined;
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1) throw new KitError(`${name} must be a positive integer, got '${value}'`, { field: name, fix: `e.g. ${name}=20, or leave it unset` });
+  return n;
+}
+
+export function studyConfig(env: NodeJS.ProcessEnv = process.env): StudyConfig {
+  const recipes = list(env.RECIPES, RECIPES_AVAILABLE);
+  for (const r of recipes) if (!RECIPES_AVAILABLE.includes(r)) throw new KitError(`RECIPES names '${r}', which cannot run`, { field: "RECIPES", fix: `choose from: ${RECIPES_AVAILABLE.join(", ")}` });
+  const smoke = env.SMOKE === "1";
+  return {
+    models: list(env.MODELS, ["openai/whisper-small"]),
+    splits: list(env.SPLITS, ["test-clean", "test-other"]),
+    limit: positive("LIMIT", env.LIMIT),
+    recipes,
+    modelDir: env.MODEL_DIR || undefined,
+    librispeechDir: env.LIBRISPEECH_DIR || join(dataDir(), "librispeech", "LibriSpeech"),
+    hubUrl: env.HUB_URL || undefined,
+    calibrationLimit: positive("CALIBRATION_LIMIT", env.CALIBRATION_LIMIT),
+    resultsDir: env.RESULTS_DIR || join(dataDir(), "results"),
+    figuresDir: env.FIGURES_DIR || join(repoRoot(), "figures"),
+    threads: positive("THREADS", env.THREADS) ?? Math.max(1, cpus().length),
+    smoke,
+    maxNewTokens: positive("MAX_NEW_TOKENS", env.MAX_NEW_TOKENS) ?? (smoke ? 8 : undefined),
+  };
+}
+
+/** A model as the jobs name it: the folder under MODEL_DIR with its short name when there is one. */
+export function modelLocation(config: StudyConfig, model: string): string {
+  if (config.modelDir) {
+    const local = join(config.modelDir, shortModelName(model));
+    if (existsSync(join(local, "config.json"))) return local;
+  }
+  return model;
+}
+
+export interface StudyRequest {
+  models?: string[];
+  recipes?: string[];
+  splits?: string[];
+  noise?: NoiseSpec[];
+  options?: RecipeOptions; // e.g. { include: [...] }: quantize only these layers (per-layer sensitivity)
+}
+
+/**
+ * Run (or resume) every evaluation the request names; finished runs are read from the store, so a
+ * rerun does only what is missing. Progress goes to stderr, one line per run.
+ */
+export async function runStudy(config: StudyConfig, request: StudyRequest = {}): Promise<ResultRow[]> {
+  const store = new ResultsStore(config.resultsDir);
+  const jobs: EvalJob[] = [];
+  for (const model of request.models ?? config.models) {
+    for (const recipe of request.recipes ?? config.recipes) {
+      for (const split of request.splits ?? config.splits) {
+        for (const noise of [undefined, ...(request.noise ?? [])]) {
+          if (request.noise && !noise) continue; // a noise sweep runs only its noisy conditions
+          jobs.push({
+            model: modelLocation(config, model),
+            recipe,
+            split,
+            librispeechDir: config.librispeechDir,
+            selection: { full: false, ...(config.limit ? { limit: config.limit } : {}) },
+            ...(noise ? { noise } : {}),
+            ...(config.calibrationLimit ? { calibrationLimit: config.calibrationLimit } : {}),
+            ...(request.options ? { options: request.options } : {}),
+          });
+        }
+      }
+    }
+  }
+  const transcribers = new Map<string, Transcriber>();
+  const keys = new Set<string>();
+  try {
+    for (const [i, job] of jobs.entries()) {
+      const label = `[${i + 1}/${jobs.length}] ${shortModelName(job.model)} ${job.recipe} ${job.split}${job.noise ? ` ${job.noise.kind}:${job.noise.snrDb}dB` : ""}`;
+      const started = performance.now();
+      let last = 0;
+      const outcome = await runJob(job, {
+        store,
+        transcribers,
+        transcriberOptions: { threads: config.threads, ...(config.hubUrl ? { hub: { hubUrl: config.hubUrl } } : {}), ...(config.maxNewTokens ? { maxNewTokens: config.maxNewTokens } : {}) },
+        onProgress: (_, p) => {
+          const now = performance.now();
+          if (now - last < 10_000 && p.done < p.total) return; // a line every 10 s is enough in a notebook
+          last = now;
+          process.stderr.write(`${label}: ${p.done}/${p.total} (${p.resumed} resumed), ETA ${Math.round(p.etaSeconds)} s, WER so far ${(100 * p.runningWer).toFixed(2)} %\n`);
+        },
+      });
+      keys.add(outcome.key);
+      process.stderr.write(`${label}: done in ${((performance.now() - started) / 1000).toFixed(1)} s, WER ${outcome.summary ? (100 * outcome.summary.wer).toFixed(2) : "?"} %\n`);
+    }
+  } finally {
+    for (const t of transcribers.values()) await t.close();
+  }
+  return (await loadResultRows(config.resultsDir)).filter((r) => keys.has(r.key));
+}
