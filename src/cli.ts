@@ -246,7 +246,7 @@ async function main(argv: string[]): Promise<number> {
       const fp32 = await ensureOnnxModel(modelDir);
       const started = performance.now();
       let calibration: CalibrationRun | undefined;
-      if (findRecipe(values.recipe).activations) {
+      if (findRecipe(values.recipe).scheme === "static") {
         if (!values.split) throw new KitError(`${values.recipe} is a static recipe: it calibrates on a split's first 10 %`, { field: "--split", fix: "add --split NAME (and --librispeech-dir DIR for a local LibriSpeech tree)" });
         const root = values["librispeech-dir"] ?? join(dataDir(), "librispeech", "LibriSpeech");
         const limit = values["calibration-limit"] !== undefined ? positiveInt(values["calibration-limit"], "--calibration-limit") : undefined;

@@ -17,7 +17,7 @@ import { dequantize, dequantizeAbsmax, doubleQuantizeAbsmax, packBnb4, type Weig
 import { findRecipe, RECIPES } from "../src/recipes/catalog.js";
 import { emitDequantized, emitLlmInt8, emitMatMulBnb4, emitMatMulNBits, emitTorchDynamic, nbitsBlock } from "../src/recipes/emit.js";
 import { quantizeModel, quantizeWithCalibration, type CalibrationRun } from "../src/recipes/quantize-model.js";
-import { calibrateActivationScales } from "../src/asr/calibrate.js";
+import { calibrateActivations } from "../src/asr/calibrate.js";
 import { KitError } from "../src/util/errors.js";
 import { relativeError } from "./support/reference-whisper.js";
 import { base64Float32, FIXTURES, syntheticModel, tempDir, TEST_CLEAN_FLAC } from "./support/env.js";
@@ -154,12 +154,12 @@ describe("quantized models", () => {
   it("every implemented recipe quantizes, sizes add up, and the model transcribes", async () => {
     for (const recipe of RECIPES.filter((r) => r.quantize)) {
       const out = join(await tempDir(), recipe.id.replace("/", "-"));
-      const calibration: CalibrationRun = { source: "one test-clean file", run: async (dir) => (await calibrateActivationScales(modelDir, dir, [TEST_CLEAN_FLAC], { threads: 1, maxNewTokens: 4 })).scales };
-      const { manifest } = recipe.activations ? await quantizeWithCalibration(fp32Dir, recipe.id, {}, out, calibration) : await quantizeModel(fp32Dir, recipe.id, {}, out);
+      const calibration: CalibrationRun = { source: "one test-clean file", run: async (dir) => (await calibrateActivations(modelDir, dir, [TEST_CLEAN_FLAC], { threads: 1, maxNewTokens: 4 })).activations };
+      const { manifest } = recipe.scheme === "static" ? await quantizeWithCalibration(fp32Dir, recipe.id, {}, out, calibration) : await quantizeModel(fp32Dir, recipe.id, {}, out);
       assert.equal(manifest.recipe, recipe.id);
-      if (recipe.activations) {
+      if (recipe.scheme === "static") {
         assert.ok(typeof manifest.calibration === "object" && manifest.calibration.source === "one test-clean file");
-        const scales = Object.values((manifest.calibration as { activationScales: Record<string, number> }).activationScales);
+        const scales = Object.values((manifest.calibration as { activations: Record<string, { inputScale: number }> }).activations).map((a) => a.inputScale);
         assert.equal(scales.length, manifest.parameters.filter((p) => p.format !== "fp32").length, `${recipe.id}: one calibrated input scale per quantized layer`);
         assert.ok(scales.every((v) => v > 0 && v !== 1), `${recipe.id}: every scale calibrated`);
         assert.deepEqual((await readdir(join(out, ".."))).filter((f) => f.endsWith(".calibration")), [], "calibration graphs removed");
@@ -197,7 +197,7 @@ describe("quantized models", () => {
       ["quanto/w4", { bits: 3 }, /quanto\/w4 does not support 3 bits/],
       ["quanto/w4", { groupSize: 64 }, /takes no --group-size/],
       ["hqq/9", {}, /unknown recipe 'hqq\/9'/],
-      ["pytorch/static-int8", {}, /cannot run yet: needs the calibration pass/],
+      ["pytorch/static-int8", {}, /static recipe: its activation scales come from calibration data, and none was given/],
       ["fp32", {}, /nothing to quantize/],
       ["quanto/w8a8", {}, /static recipe: its activation scales come from calibration data, and none was given/],
     ];

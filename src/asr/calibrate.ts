@@ -1,12 +1,15 @@
 /**
  * The calibration pass of static recipes: greedy decoding of each calibration utterance through
- * the recipe's calibration graphs (src/recipes/static.ts), carrying every layer's running input
- * scale from one call to the next in call order, as quanto's Calibration() sees the forward
- * calls of generate(): the encoder (and the cross-attention projections) once per utterance, the
- * decoder once per token step.
+ * the recipe's calibration graphs (src/recipes/static.ts), in call order, as the libraries' hooks
+ * see the forward calls of generate(): the encoder (and the cross-attention projections) once per
+ * utterance, the decoder once per token step. Quanto's graphs carry each layer's running input
+ * scale from call to call; PyTorch's expose each linear layer's input and output, which feed
+ * HistogramObservers.
  */
 import * as ort from "onnxruntime-node";
-import { FIRST_CALL } from "../recipes/static.js";
+import { FIRST_CALL, OBSERVE_INPUT, OBSERVE_OUTPUT } from "../recipes/static.js";
+import { HistogramObserver } from "../quant/histogram-observer.js";
+import type { ActivationQuant } from "../quant/activations.js";
 import { KitError } from "../util/errors.js";
 import type { SessionInstrument } from "./onnx-whisper.js";
 import { Transcriber, type TranscriberOptions } from "./transcriber.js";
@@ -36,22 +39,63 @@ export class ScaleCalibration implements SessionInstrument {
   }
 }
 
+/** PyTorch's observers: one HistogramObserver on each linear layer's input and one on its output. */
+export class HistogramCalibration implements SessionInstrument {
+  readonly observers = new Map<string, { input: HistogramObserver; output: HistogramObserver }>();
+
+  feeds(): Record<string, ort.Tensor> {
+    return {};
+  }
+
+  observe(_graph: "encoder" | "decoder", outputs: ort.InferenceSession.OnnxValueMapType): void {
+    for (const [name, value] of Object.entries(outputs)) {
+      const side = name.endsWith(OBSERVE_INPUT) ? "input" : name.endsWith(OBSERVE_OUTPUT) ? "output" : null;
+      if (!side) continue;
+      const layer = name.slice(0, -(side === "input" ? OBSERVE_INPUT : OBSERVE_OUTPUT).length);
+      let pair = this.observers.get(layer);
+      if (!pair) this.observers.set(layer, (pair = { input: new HistogramObserver(), output: new HistogramObserver() }));
+      pair[side].observe(value.data as Float32Array);
+    }
+  }
+
+  activations(): Record<string, ActivationQuant> {
+    const out: Record<string, ActivationQuant> = {};
+    for (const [layer, { input, output }] of [...this.observers].sort(([a], [b]) => a.localeCompare(b))) {
+      const i = input.qparams();
+      const o = output.qparams();
+      out[layer] = { inputScale: i.scale, inputZeroPoint: i.zeroPoint, outputScale: o.scale, outputZeroPoint: o.zeroPoint };
+    }
+    return out;
+  }
+}
+
 export interface CalibrationResult {
-  scales: Record<string, number>;
+  activations: Record<string, ActivationQuant>;
   /** The tokens decoded on each utterance (for parity checks with the library's own pass). */
   tokens: number[][];
 }
 
 /** Run a static recipe's calibration graphs (`graphsDir`) over audio files, in the order given. */
-export async function calibrateActivationScales(modelDir: string, graphsDir: string, files: string[], options: TranscriberOptions = {}): Promise<CalibrationResult> {
+export async function calibrateActivations(modelDir: string, graphsDir: string, files: string[], options: TranscriberOptions = {}): Promise<CalibrationResult> {
   if (files.length === 0) throw new KitError("calibration needs at least one utterance", { field: "calibration", fix: "give a split with a non-empty calibration part" });
-  const instrument = new ScaleCalibration();
-  const transcriber = await Transcriber.load(modelDir, { ...options, onnxDir: graphsDir, instrument });
+  const scales = new ScaleCalibration();
+  const histograms = new HistogramCalibration();
+  const both: SessionInstrument = {
+    feeds: (graph, names) => scales.feeds(graph, names),
+    observe: (graph, outputs) => {
+      scales.observe(graph, outputs);
+      histograms.observe(graph, outputs);
+    },
+  };
+  const transcriber = await Transcriber.load(modelDir, { ...options, onnxDir: graphsDir, instrument: both });
   const tokens: number[][] = [];
   try {
     for (const file of files) tokens.push((await transcriber.transcribeFile(file)).tokens);
   } finally {
     await transcriber.close();
   }
-  return { scales: Object.fromEntries([...instrument.scales].sort(([a], [b]) => a.localeCompare(b))), tokens };
+  const activations: Record<string, ActivationQuant> = histograms.observers.size
+    ? histograms.activations()
+    : Object.fromEntries([...scales.scales].sort(([a], [b]) => a.localeCompare(b)).map(([layer, inputScale]) => [layer, { inputScale }]));
+  return { activations, tokens };
 }

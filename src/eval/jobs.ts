@@ -12,7 +12,7 @@ import { KitError } from "../util/errors.js";
 import { RECIPES } from "../recipes/catalog.js";
 import { ensureQuantizedModel, type CalibrationRun } from "../recipes/quantize-model.js";
 import { findRecipe, type RecipeOptions } from "../recipes/catalog.js";
-import { calibrateActivationScales } from "../asr/calibrate.js";
+import { calibrateActivations } from "../asr/calibrate.js";
 import { resolveModelDir } from "../hub/fetch-model.js";
 import { dataDir, readJson } from "../util/fs.js";
 import { babble, babbleTalkers, mixAtSnr, parseNoise, seedOf, whiteNoise, type NoiseSpec } from "./noise.js";
@@ -66,7 +66,7 @@ export function splitCalibration(modelDir: string, split: string, manifest: Utte
   if (part.length === 0) throw new KitError(`${split} has no calibration part (${manifest.length} utterances)`, { field: "split", fix: "calibrate on a split with at least 10 utterances" });
   return {
     source: `${split} calibration part: ${part.length} utterances, ${part[0]!.id} .. ${part.at(-1)!.id}`,
-    run: async (dir) => (await calibrateActivationScales(modelDir, dir, part.map((u) => u.path), { threads: options.threads ?? 0 })).scales,
+    run: async (dir) => (await calibrateActivations(modelDir, dir, part.map((u) => u.path), { threads: options.threads ?? 0 })).activations,
   };
 }
 
@@ -84,7 +84,7 @@ export async function runJob(job: EvalJob, context: JobContext): Promise<RunOutc
   const manifest = await buildManifest(root, job.split);
   const utterances = evaluationPart(manifest, job.selection ?? {});
   if (utterances.length === 0) throw new KitError(`the selection from ${job.split} is empty`, { field: "--limit", fix: "raise --limit or use --full" });
-  const isStatic = findRecipe(job.recipe).activations !== undefined;
+  const isStatic = findRecipe(job.recipe).scheme === "static";
   const cacheKey = `${job.model}\u0000${job.recipe}\u0000${JSON.stringify(job.options ?? {})}${isStatic ? `\u0000${job.split}` : ""}`; // static recipes are calibrated per split
   let transcriber = context.transcribers?.get(cacheKey);
   if (!transcriber && context.transcribers) {

@@ -1,3 +1,4 @@
+import type { ActivationQuant } from "../quant/activations.js";
 import { createHash } from "node:crypto";
 import { statSync } from "node:fs";
 import { readFile } from "node:fs/promises";
@@ -39,7 +40,7 @@ export interface ModelManifest {
   quantizeSeconds?: number;
   floatTensors?: string[]; // parameters left in fp32
   dequantizedAtLoad?: boolean; // some formats have no onnxruntime kernel and are expanded to fp32 at load
-  calibration?: { source: string; seconds: number; activationScales: Record<string, number> } | "graphs for calibration"; // static recipes
+  calibration?: { source: string; seconds: number; activations: Record<string, ActivationQuant> } | "graphs for calibration"; // static recipes
 }
 
 /** Check a checkpoint against the parameter list the config implies: names and shapes. */

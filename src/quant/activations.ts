@@ -38,3 +38,14 @@ export function quantizeActivation(x: Float32Array, scale: number, type: Activat
   }
   return codes;
 }
+
+/**
+ * One layer's calibrated activation quantization: its input's scale (and zero point for affine
+ * uint8), and its output's where the recipe requantizes the output (PyTorch's static linear).
+ */
+export interface ActivationQuant {
+  inputScale: number;
+  inputZeroPoint?: number;
+  outputScale?: number;
+  outputZeroPoint?: number;
+}

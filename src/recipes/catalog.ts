@@ -45,8 +45,10 @@ export interface Recipe {
   fp16Compute?: boolean;
   /** bitsandbytes' compress_statistics: the absmax is itself quantized. */
   doubleQuant?: boolean;
-  /** Static recipes: the activation type, quantized per tensor with a calibrated scale. */
+  /** Quanto's static recipes: the activation type, quantized per tensor with a calibrated scale. */
   activations?: ActivationType;
+  /** PyTorch's static recipe: activations calibrated by HistogramObservers (fp32 model, input and output of each linear). */
+  observer?: "histogram";
   /** Why a listed recipe cannot run yet (it needs calibration or numerics this kit does not have yet). */
   missing?: string;
   notes: string;
@@ -68,7 +70,18 @@ export const RECIPES: Recipe[] = [
     quantize: (w, o) => quantizeTorchInt8(w, o.granularity ?? "per_tensor"),
     notes: "torch.ao quantize_dynamic(nn.Linear, qint8); activations uint8 with reduce_range (0..127) as fbgemm on x86; --granularity per_channel",
   },
-  { id: "pytorch/static-int8", library: "pytorch", scheme: "static", granularity: "per-channel (weights); per-tensor calibrated (activations)", bits: "8", execution: () => "MatMulInteger", quantizesProjOut: true, quantize: null, missing: "needs the calibration pass (observers on the calibration split), not implemented yet", notes: "torch default observers" },
+  {
+    id: "pytorch/static-int8",
+    library: "pytorch",
+    scheme: "static",
+    granularity: "per-channel (weights); per-tensor calibrated (activations, input and output)",
+    bits: "8",
+    execution: () => "MatMulInteger",
+    quantizesProjOut: true,
+    quantize: (w) => quantizeTorchInt8(w, "per_channel"),
+    observer: "histogram",
+    notes: "get_default_qconfig('x86'): HistogramObserver (reduce_range, uint8 0..127) on each linear's input and output, per-channel symmetric int8 weights; QuantStub -> quantized Linear -> DeQuantStub around every linear",
+  },
   ...(["w8", "wf8"] as const).map<Recipe>((id) => ({
     id: `quanto/${id}`,
     library: "quanto",

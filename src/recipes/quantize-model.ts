@@ -13,9 +13,10 @@ import { transpose2d, TOKEN_EMBEDDING } from "../model/whisper-graphs.js";
 import { doubleQuantizeAbsmax, packBnb4, type QuantizedWeight } from "../quant/schemes.js";
 import { KitError } from "../util/errors.js";
 import { exists, readJson, withAtomicDir, writeJsonAtomic } from "../util/fs.js";
+import type { ActivationQuant } from "../quant/activations.js";
 import { findRecipe, type Execution, type Recipe, type RecipeOptions } from "./catalog.js";
 import { emitDequantized, emitLlmInt8, emitMatMulBnb4, emitMatMulNBits, emitTorchDynamic } from "./emit.js";
-import { calibrationInput, emitQuantoStatic, quantizeOnFirstCall } from "./static.js";
+import { calibrationInput, emitQuantoStatic, emitTorchStatic, observeTensor, OBSERVE_INPUT, OBSERVE_OUTPUT, quantizeOnFirstCall, requantizeOutput } from "./static.js";
 
 export const PROJ_OUT = "proj_out";
 
@@ -57,13 +58,13 @@ function describe(recipe: Recipe, q: QuantizedWeight, execution: Execution): str
  */
 export type StaticCalibration =
   | { mode: "calibrate" }
-  | { mode: "calibrated"; source: string; activationScales: Record<string, number>; seconds: number };
+  | { mode: "calibrated"; source: string; activations: Record<string, ActivationQuant>; seconds: number };
 
 /** Where a static recipe's scales come from: a description (part of the cache key) and the pass itself. */
 export interface CalibrationRun {
   source: string;
-  /** Run the calibration graphs in `dir` over the calibration audio; returns each layer's input scale. */
-  run: (dir: string) => Promise<Record<string, number>>;
+  /** Run the calibration graphs in `dir` over the calibration audio; returns each layer's activation quantization. */
+  run: (dir: string) => Promise<Record<string, ActivationQuant>>;
 }
 
 export interface QuantizeReport {
@@ -85,7 +86,8 @@ export async function quantizeModel(fp32Dir: string, recipeId: string, options: 
   if (!recipe.quantize) throw new KitError(`recipe ${recipe.id} is listed but cannot run yet: ${recipe.missing}`, { field: "--recipe", fix: "choose another recipe (ptq recipes)" });
   checkOptions(recipe, options);
   const activations = recipe.activations;
-  if (activations && !calibration) {
+  const torchObserved = recipe.observer === "histogram";
+  if (recipe.scheme === "static" && !calibration) {
     throw new KitError(`${recipe.id} is a static recipe: its activation scales come from calibration data, and none was given`, { field: "calibration", fix: "give the calibration split (ptq quantize --split NAME --librispeech-dir DIR, or evaluate with ptq eval, which calibrates on the split's first 10 %)" });
   }
   const quantizeWeight = recipe.quantize;
@@ -103,10 +105,14 @@ export async function quantizeModel(fp32Dir: string, recipeId: string, options: 
       }
       let bytes: number;
       let path: Execution;
-      if (activations && calibration?.mode === "calibrated") {
-        const scale = calibration.activationScales[layer];
-        if (scale === undefined || !(scale > 0)) throw new KitError(`no calibrated input scale for ${layer}`, { field: `activationScales.${layer}`, fix: "calibrate again with the same recipe and options" });
-        ({ bytes, execution: path } = emitQuantoStatic(g, x, out, layer, q, n, k, activations, scale));
+      if (torchObserved && calibration?.mode === "calibrated") {
+        const p = calibration.activations[layer];
+        if (!p || !(p.inputScale > 0) || p.inputZeroPoint === undefined) throw new KitError(`no calibrated input qparams for ${layer}`, { field: `activations.${layer}`, fix: "calibrate again with the same recipe and options" });
+        ({ bytes, execution: path } = emitTorchStatic(g, x, out, layer, q, n, k, p.inputScale, p.inputZeroPoint));
+      } else if (activations && calibration?.mode === "calibrated") {
+        const params = calibration.activations[layer];
+        if (!params || !(params.inputScale > 0)) throw new KitError(`no calibrated input scale for ${layer}`, { field: `activations.${layer}`, fix: "calibrate again with the same recipe and options" });
+        ({ bytes, execution: path } = emitQuantoStatic(g, x, out, layer, q, n, k, activations, params.inputScale));
       } else {
         if (activations) x = calibrationInput(g, x, layer, activations); // calibration form: weight-only numerics behind a fake-quantized input
         const weightPath: Execution = activations ? "dequantized at load" : execution; // calibration runs float GEMMs: fast, same values up to summation order
@@ -137,14 +143,27 @@ export async function quantizeModel(fp32Dir: string, recipeId: string, options: 
         // fp32 graphs hold linear weights as W^T [K, N]; the embedding is already [vocab = N, d = K].
         const weight = isProjOut ? (init.data as Float32Array) : transpose2d(init.data as Float32Array, rows, cols);
         const [n, k] = isProjOut ? [rows, cols] : [cols, rows];
+        const biasAddOf = () => g.nodes.find((m) => m.opType === "Add" && m.input[0] === node.output[0] && m.input[1] === `${layer}.bias`);
+        if (torchObserved && calibration?.mode === "calibrate") {
+          // PyTorch observes the fp32 model: the layer stays as it is, its input and output are exposed
+          observeTensor(g, node.input[0]!, `${layer}${OBSERVE_INPUT}`);
+          observeTensor(g, biasAddOf()?.output[0] ?? node.output[0]!, `${layer}${OBSERVE_OUTPUT}`);
+          continue;
+        }
         const at = g.nodes.indexOf(node);
         g.nodes.splice(at, 1);
         const before = g.nodes.length;
         quantizeLayer(g, layer, weight, n, k, node.input[0]!, node.output[0]!);
         g.nodes.splice(at, 0, ...g.nodes.splice(before)); // keep topological order: new nodes where the old one was
         if (!isProjOut) g.dropUnusedInitializer(node.input[1]!);
-        const biasAdd = g.nodes.find((m) => m.opType === "Add" && m.input[0] === node.output[0] && m.input[1] === `${layer}.bias`);
-        layerOutputs.push(biasAdd ? biasAdd.output[0]! : node.output[0]!);
+        const biasAdd = biasAddOf();
+        const layerOutput = biasAdd ? biasAdd.output[0]! : node.output[0]!;
+        layerOutputs.push(layerOutput);
+        if (torchObserved && calibration?.mode === "calibrated") {
+          const p = calibration.activations[layer]!;
+          if (p.outputScale === undefined || p.outputZeroPoint === undefined) throw new KitError(`no calibrated output qparams for ${layer}`, { field: `activations.${layer}`, fix: "calibrate again with the same recipe and options" });
+          requantizeOutput(g, layerOutput, layer, p.outputScale, p.outputZeroPoint);
+        }
       }
       if (activations && calibration?.mode === "calibrate") {
         for (const t of layerOutputs) quantizeOnFirstCall(g, t, activations);
@@ -166,7 +185,7 @@ export async function quantizeModel(fp32Dir: string, recipeId: string, options: 
       quantizeSeconds: (performance.now() - started) / 1000 + (calibration?.mode === "calibrated" ? calibration.seconds : 0),
       floatTensors: parameters.filter((p) => p.format === "fp32").map((p) => p.name),
       dequantizedAtLoad: parameters.some((p) => p.execution === "dequantized at load"),
-      ...(calibration?.mode === "calibrated" ? { calibration: { source: calibration.source, seconds: calibration.seconds, activationScales: calibration.activationScales } } : {}),
+      ...(calibration?.mode === "calibrated" ? { calibration: { source: calibration.source, seconds: calibration.seconds, activations: calibration.activations } } : {}),
       ...(calibration?.mode === "calibrate" ? { calibration: "graphs for calibration" as const } : {}),
     };
     await writeJsonAtomic(join(tmp, MANIFEST_FILE), manifest);
@@ -180,14 +199,14 @@ export async function quantizeWithCalibration(fp32Dir: string, recipeId: string,
   const graphsDir = `${outDir}.calibration`;
   await rm(graphsDir, { recursive: true, force: true });
   await quantizeModel(fp32Dir, recipeId, options, graphsDir, { mode: "calibrate" });
-  let activationScales: Record<string, number>;
+  let activations: Record<string, ActivationQuant>;
   try {
-    activationScales = await calibration.run(graphsDir);
+    activations = await calibration.run(graphsDir);
   } finally {
     await rm(graphsDir, { recursive: true, force: true });
   }
   const seconds = (performance.now() - started) / 1000;
-  return quantizeModel(fp32Dir, recipeId, options, outDir, { mode: "calibrated", source: calibration.source, activationScales, seconds });
+  return quantizeModel(fp32Dir, recipeId, options, outDir, { mode: "calibrated", source: calibration.source, activations, seconds });
 }
 
 /**
@@ -199,11 +218,11 @@ export async function ensureQuantizedModel(modelDir: string, recipeId: string, o
   const fp32 = await ensureOnnxModel(modelDir);
   if (recipeId === "fp32") return fp32;
   const recipe = findRecipe(recipeId);
-  const key = recipe.activations ? { recipeId, options, calibration: calibration?.source } : { recipeId, options };
+  const key = recipe.scheme === "static" ? { recipeId, options, calibration: calibration?.source } : { recipeId, options };
   const tag = createHash("sha256").update(JSON.stringify(key)).digest("hex").slice(0, 12);
   const dir = join(fp32.dir, "..", `${recipeId.replace("/", "-")}-${tag}`);
   if (await exists(join(dir, MANIFEST_FILE))) return { dir, manifest: await readJson<ModelManifest>(join(dir, MANIFEST_FILE)) };
-  if (!recipe.activations || !calibration) {
+  if (recipe.scheme !== "static" || !calibration) {
     const { manifest } = await quantizeModel(fp32.dir, recipeId, options, dir);
     return { dir, manifest };
   }

@@ -115,3 +115,48 @@ export function quantizeOnFirstCall(g: GraphBuilder, t: string, type: Activation
   g.op("Where", [ensureFirstCallInput(g), fakeQuantize(g, raw, scale, type, `${p}/Quantize`), raw], {}, { name: `${p}/Select`, output: t });
   g.nodes.splice(producer + 1, 0, ...g.nodes.splice(before));
 }
+
+/** Graph outputs of PyTorch's calibration graphs: each linear layer's input and output, for its observers. */
+export const OBSERVE_INPUT = ".observe_input";
+export const OBSERVE_OUTPUT = ".observe_output";
+
+/** Calibration form of PyTorch static: the fp32 layer, its input and output exposed for the HistogramObservers. */
+export function observeTensor(g: GraphBuilder, t: string, name: string): void {
+  g.op("Identity", [t], {}, { name: `${name}/observe`, output: name });
+  g.output(name, DataType.FLOAT, []);
+}
+
+/**
+ * PyTorch's static quantized linear (QuantStub -> nnq.Linear, fbgemm): the input quantized to
+ * uint8 with its calibrated scale and zero point, an int8 x uint8 GEMM with int32 accumulation,
+ * rescaled by input scale x per-channel weight scale. The bias and the output's requantization
+ * follow (requantizeOutput), as nnq.Linear does before the DeQuantStub.
+ */
+export function emitTorchStatic(g: GraphBuilder, x: string, out: string, name: string, q: QuantizedWeight, n: number, k: number, inputScale: number, inputZeroPoint: number): EmittedLayer {
+  const wT = new Int8Array(n * k); // [K, N]
+  for (let r = 0; r < n; r++) for (let c = 0; c < k; c++) wT[c * n + r] = q.codes[r * k + c]!;
+  g.initializer(`${name}.qweight`, wT, [k, n], DataType.INT8);
+  g.initializer(`${name}.input_scale`, Float32Array.of(inputScale), []);
+  g.initializer(`${name}.input_zero_point`, Uint8Array.of(inputZeroPoint), [], DataType.UINT8);
+  const perChannel = q.scales.length > 1 ? q.scales : Float32Array.from({ length: n }, () => q.scales[0]!);
+  g.initializer(`${name}.output_scales`, Float32Array.from(perChannel, (s) => f(inputScale * s)), [n]);
+  const xq = g.op("QuantizeLinear", [x, `${name}.input_scale`, `${name}.input_zero_point`], {}, { name: `${name}/quant/Input/Quantize` });
+  const acc = g.op("MatMulInteger", [xq, `${name}.qweight`, `${name}.input_zero_point`], {}, { name: `${name}/quant/MatMulInteger` });
+  g.op("Mul", [g.op("Cast", [acc], { to: DataType.FLOAT }, { name: `${name}/quant/AccFloat` }), `${name}.output_scales`], {}, { name: `${name}/quant/Output`, output: out });
+  return { bytes: n * k + 4 * q.scales.length + 2 * (4 + 1), execution: "MatMulInteger" };
+}
+
+/** The layer output (after its bias) requantized to uint8 with the calibrated output qparams, then dequantized. */
+export function requantizeOutput(g: GraphBuilder, t: string, layer: string, scale: number, zeroPoint: number): void {
+  const producer = g.nodes.findIndex((m) => m.output.includes(t));
+  if (producer < 0) throw new Error(`no node produces ${t}`);
+  const node = g.nodes[producer]!;
+  const raw = `${t}/float`;
+  node.output[node.output.indexOf(t)] = raw;
+  const before = g.nodes.length;
+  g.initializer(`${layer}.output_scale`, Float32Array.of(scale), []);
+  g.initializer(`${layer}.output_zero_point`, Uint8Array.of(zeroPoint), [], DataType.UINT8);
+  const yq = g.op("QuantizeLinear", [raw, `${layer}.output_scale`, `${layer}.output_zero_point`], {}, { name: `${layer}/quant/Output/Quantize` });
+  g.op("DequantizeLinear", [yq, `${layer}.output_scale`, `${layer}.output_zero_point`], {}, { name: `${layer}/quant/Output/Dequantize`, output: t });
+  g.nodes.splice(producer + 1, 0, ...g.nodes.splice(before));
+}

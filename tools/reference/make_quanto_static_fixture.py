@@ -42,7 +42,7 @@ def greedy(model, features, max_length=448):
         out = model(encoder_outputs=encoder_outputs, decoder_input_ids=torch.tensor([feed]), past_key_values=cache, use_cache=True)
         cache = out.past_key_values
         logits = out.logits
-        logits = logits.dequantize() if hasattr(logits, "dequantize") else logits
+        logits = logits if type(logits) is torch.Tensor else logits.dequantize()
         scores = logits[0, -1].clone()
         scores[list(gc.suppress_tokens or [])] = -float("inf")
         if len(ids) == prompt:
