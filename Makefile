@@ -8,9 +8,7 @@ export ONNXRUNTIME_NODE_INSTALL := skip
 
 SHARED ?= ../shared/data
 LIBRISPEECH_DIR ?= $(SHARED)/librispeech/LibriSpeech
-MODEL ?= openai/whisper-small
 HUB_URL ?=
-HUB_FLAG := $(if $(HUB_URL),--hub-url $(HUB_URL),)
 
 .PHONY: all install build test reproduce smoke kernel system-deps notebooks clean bench-foundation import-models
 

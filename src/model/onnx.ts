@@ -118,7 +118,7 @@ export class GraphBuilder {
     return name;
   }
 
-  output(name: string, elemType: TensorProto_DataType, dims: Dim[]): void {
+  output(name: string, elemType: TensorProto_DataType, dims: Dim[] | null): void {
     this.outputs.push(valueInfo(name, elemType, dims));
   }
 
@@ -212,7 +212,8 @@ function attribute(name: string, value: AttrValue): AttributeProto {
   return create(AttributeProtoSchema, { name, type: T.FLOAT, f: value.float });
 }
 
-function valueInfo(name: string, elemType: TensorProto_DataType, dims: Dim[]): ValueInfoProto {
+/** A typed value; `dims` null leaves the shape unknown (rank included). */
+function valueInfo(name: string, elemType: TensorProto_DataType, dims: Dim[] | null): ValueInfoProto {
   return create(ValueInfoProtoSchema, {
     name,
     type: create(TypeProtoSchema, {
@@ -220,13 +221,13 @@ function valueInfo(name: string, elemType: TensorProto_DataType, dims: Dim[]): V
         case: "tensorType",
         value: create(TypeProto_TensorSchema, {
           elemType,
-          shape: create(TensorShapeProtoSchema, {
+          ...(dims === null ? {} : { shape: create(TensorShapeProtoSchema, {
             dim: dims.map((d) =>
               create(TensorShapeProto_DimensionSchema, {
                 value: typeof d === "number" ? { case: "dimValue", value: BigInt(d) } : { case: "dimParam", value: d },
               }),
             ),
-          }),
+          }) }),
         }),
       },
     }),

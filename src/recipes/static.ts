@@ -104,15 +104,25 @@ export function calibrationInput(g: GraphBuilder, x: string, name: string, type:
  * is renamed and the new nodes placed right after it, keeping the graph topologically sorted.
  */
 export function quantizeOnFirstCall(g: GraphBuilder, t: string, type: ActivationType): void {
+  rewriteTensor(g, t, (raw) => {
+    const p = `${t}/first_call`;
+    const scale = g.op("Div", [g.op("ReduceMax", [g.op("Abs", [raw], {}, { name: `${p}/Abs` })], { keepdims: 0 }, { name: `${p}/Absmax` }), g.scalar(activationQmax(type))], {}, { name: `${p}/Scale` });
+    g.op("Where", [ensureFirstCallInput(g), fakeQuantize(g, raw, scale, type, `${p}/Quantize`), raw], {}, { name: `${p}/Select`, output: t });
+  });
+}
+
+/**
+ * Replace tensor `t` by a function of its old value: the producer now writes `<t>/float`, and the
+ * nodes `build` adds (which must write `t`) go right after it, keeping the graph sorted.
+ */
+function rewriteTensor(g: GraphBuilder, t: string, build: (raw: string) => void): void {
   const producer = g.nodes.findIndex((n) => n.output.includes(t));
   if (producer < 0) throw new Error(`no node produces ${t}`);
   const node = g.nodes[producer]!;
   const raw = `${t}/float`;
   node.output[node.output.indexOf(t)] = raw;
   const before = g.nodes.length;
-  const p = `${t}/first_call`;
-  const scale = g.op("Div", [g.op("ReduceMax", [g.op("Abs", [raw], {}, { name: `${p}/Abs` })], { keepdims: 0 }, { name: `${p}/Absmax` }), g.scalar(activationQmax(type))], {}, { name: `${p}/Scale` });
-  g.op("Where", [ensureFirstCallInput(g), fakeQuantize(g, raw, scale, type, `${p}/Quantize`), raw], {}, { name: `${p}/Select`, output: t });
+  build(raw);
   g.nodes.splice(producer + 1, 0, ...g.nodes.splice(before));
 }
 
@@ -123,7 +133,7 @@ export const OBSERVE_OUTPUT = ".observe_output";
 /** Calibration form of PyTorch static: the fp32 layer, its input and output exposed for the HistogramObservers. */
 export function observeTensor(g: GraphBuilder, t: string, name: string): void {
   g.op("Identity", [t], {}, { name: `${name}/observe`, output: name });
-  g.output(name, DataType.FLOAT, []);
+  g.output(name, DataType.FLOAT, null); // any shape: [B, T, features] in the encoder, [B, tokens, features] in the decoder
 }
 
 /**
@@ -148,15 +158,10 @@ export function emitTorchStatic(g: GraphBuilder, x: string, out: string, name: s
 
 /** The layer output (after its bias) requantized to uint8 with the calibrated output qparams, then dequantized. */
 export function requantizeOutput(g: GraphBuilder, t: string, layer: string, scale: number, zeroPoint: number): void {
-  const producer = g.nodes.findIndex((m) => m.output.includes(t));
-  if (producer < 0) throw new Error(`no node produces ${t}`);
-  const node = g.nodes[producer]!;
-  const raw = `${t}/float`;
-  node.output[node.output.indexOf(t)] = raw;
-  const before = g.nodes.length;
   g.initializer(`${layer}.output_scale`, Float32Array.of(scale), []);
   g.initializer(`${layer}.output_zero_point`, Uint8Array.of(zeroPoint), [], DataType.UINT8);
-  const yq = g.op("QuantizeLinear", [raw, `${layer}.output_scale`, `${layer}.output_zero_point`], {}, { name: `${layer}/quant/Output/Quantize` });
-  g.op("DequantizeLinear", [yq, `${layer}.output_scale`, `${layer}.output_zero_point`], {}, { name: `${layer}/quant/Output/Dequantize`, output: t });
-  g.nodes.splice(producer + 1, 0, ...g.nodes.splice(before));
+  rewriteTensor(g, t, (raw) => {
+    const yq = g.op("QuantizeLinear", [raw, `${layer}.output_scale`, `${layer}.output_zero_point`], {}, { name: `${layer}/quant/Output/Quantize` });
+    g.op("DequantizeLinear", [yq, `${layer}.output_scale`, `${layer}.output_zero_point`], {}, { name: `${layer}/quant/Output/Dequantize`, output: t });
+  });
 }

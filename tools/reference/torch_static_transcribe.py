@@ -12,18 +12,10 @@ import json
 import sys
 
 import torch
-from torch.ao.quantization import DeQuantStub, QuantStub, convert, get_default_qconfig, prepare
+from torch.ao.quantization import convert, get_default_qconfig, prepare
 from make_quanto_static_fixture import features_of, greedy
+from make_torch_static_fixture import Wrapped
 from transformers import WhisperForConditionalGeneration, WhisperProcessor
-
-
-class Wrapped(torch.nn.Module):
-    def __init__(self, lin):
-        super().__init__()
-        self.quant, self.lin, self.dequant = QuantStub(), lin, DeQuantStub()
-
-    def forward(self, x):
-        return self.dequant(self.lin(self.quant(x)))
 
 
 def wrap_linears(module):
@@ -44,7 +36,8 @@ def main():
     model.proj_out.weight = torch.nn.Parameter(model.model.decoder.embed_tokens.weight.detach().clone())  # untied copy, as the kit quantizes it
     wrap_linears(model)
     for m in model.modules():
-        m.qconfig = get_default_qconfig("x86") if isinstance(m, Wrapped) else None
+        if isinstance(m, Wrapped):
+            m.qconfig = get_default_qconfig("x86")  # its QuantStub and Linear inherit it; nothing else is quantized
     prepare(model, inplace=True)
     with torch.no_grad():
         for f in open(calib_list).read().split():
