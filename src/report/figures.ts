@@ -35,6 +35,9 @@ function baseLayout(title: string, smoke: string | null): Record<string, unknown
   };
 }
 
+/** A log WER axis labelled 1, 2, 5, 10, 20, ... in full (Plotly's default shows only leading digits). */
+const LOG_WER_TICKS = { type: "log", tickvals: [0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000], ticktext: ["0.5", "1", "2", "5", "10", "20", "50", "100", "200", "500", "1000", "2000"] };
+
 const axis = (title: string, extra: Record<string, unknown> = {}) => ({ title: { text: title }, showgrid: true, gridcolor: "#e5e5e5", zeroline: false, linecolor: "#444", mirror: true, ...extra });
 
 /** Points not dominated in (size, WER): the lower-left frontier, in size order. */
@@ -91,7 +94,7 @@ export function werVsSizeFigure(rows: ResultRow[], smoke: string | null): Figure
   });
   const layout = baseLayout(`F1. WER against model size, coloured by library (${models.map((m, i) => `${MODEL_SYMBOL_NAMES[i % MODEL_SYMBOL_NAMES.length]}: ${m}`).join(", ")})`, smoke);
   panelAxes(layout, ps, "parameter size (MB)", "WER (%)", splits);
-  ps.forEach((_, i) => ((layout[`yaxis${i === 0 ? "" : i + 1}`] as Record<string, unknown>).type = "log")); // loops push WER past 100 %: a log axis keeps the good recipes readable
+  ps.forEach((_, i) => Object.assign(layout[`yaxis${i === 0 ? "" : i + 1}`] as Record<string, unknown>, LOG_WER_TICKS)); // loops push WER past 100 %: a log axis keeps the good recipes readable
   return { id: "F1-wer-vs-size", title: "WER against model size", data, layout, width: 1100, height: 520 };
 }
 
@@ -124,7 +127,7 @@ export function werVsBitsFigure(rows: ResultRow[], smoke: string | null): Figure
   }
   const layout = baseLayout("F2. WER against weight bit width, per method (solid: first split, dashed: second)", smoke);
   layout.xaxis = axis("weight bit width (bits)", { tickvals: [1, 2, 3, 4, 8], type: "linear", range: [0.5, 8.5] });
-  layout.yaxis = axis("WER (%)", { type: "log" });
+  layout.yaxis = axis("WER (%)", LOG_WER_TICKS);
   return { id: "F2-wer-vs-bits", title: "WER against bit width", data, layout, width: 1100, height: 560 };
 }
 
