@@ -187,8 +187,10 @@ export function werVsSnrFigure(rows: ResultRow[], smoke: string | null): Figure 
     data.push({ type: "scatter", mode: "lines+markers", name: g, x: pts.map((r) => r.noiseSnrDb), y: pts.map((r) => r.wer), line: { color: PALETTE[i % PALETTE.length] } });
     if (cleanRow) data.push({ type: "scatter", mode: "markers", name: `${pts[0]!.model} ${pts[0]!.recipe}, clean`, x: [Math.max(...pts.map((r) => r.noiseSnrDb!)) + 10], y: [cleanRow.wer], marker: { color: PALETTE[i % PALETTE.length], symbol: "star", size: 11 } });
   });
-  const layout = baseLayout("F5. WER against signal-to-noise ratio per recipe (stars: clean audio, drawn right of the sweep)", smoke);
-  layout.xaxis = axis("signal-to-noise ratio (dB)");
+  const layout = baseLayout("F5. WER against signal-to-noise ratio per recipe (stars: the same recipe on clean audio)", smoke);
+  const snrs = [...new Set(noisy.map((r) => r.noiseSnrDb!))].sort((a, b) => a - b);
+  const cleanX = snrs.length ? Math.max(...snrs) + 10 : 0;
+  layout.xaxis = axis("signal-to-noise ratio (dB)", { tickvals: [...snrs, cleanX], ticktext: [...snrs.map(String), "clean"] });
   layout.yaxis = axis("WER (%)");
   return { id: "F5-wer-vs-snr", title: "WER under noise", data, layout, width: 1100, height: 520 };
 }
