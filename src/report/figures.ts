@@ -157,6 +157,14 @@ export function speedMemoryFigure(rows: ResultRow[], smoke: string | null): Figu
   return { id: "F3-speed-memory", title: "Speed and memory", data, layout, width: 1100, height: Math.max(420, 120 + recipesShown * 22 * Math.max(1, models.length)) };
 }
 
+/** Counts of `values` in `bins` equal bins over [lo, hi] (the ends included), with the bin centers. */
+export function binCounts(values: Float32Array, lo: number, hi: number, bins: number): { centers: number[]; counts: number[]; width: number } {
+  const width = (hi - lo) / bins || 1;
+  const counts = new Array<number>(bins).fill(0);
+  for (const v of values) counts[Math.min(bins - 1, Math.max(0, Math.floor((v - lo) / width)))]!++;
+  return { centers: counts.map((_, i) => lo + (i + 0.5) * width), counts, width };
+}
+
 export interface ErrorHistogramInput {
   layer: string; // which weight
   weights: Float32Array;
@@ -165,9 +173,16 @@ export interface ErrorHistogramInput {
 
 export function weightErrorFigure(input: ErrorHistogramInput, smoke: string | null): Figure {
   const ps = panels(2, 0.1);
+  // binned here: a Plotly histogram trace would carry every element (50 MB of HTML for one layer)
+  const errorRange = Math.max(...input.errors.map((e) => e.values.reduce((m, v) => Math.max(m, Math.abs(v)), 0)));
+  const bars = (values: Float32Array, lo: number, hi: number) => {
+    const b = binCounts(values, lo, hi, 120);
+    return { x: b.centers, y: b.counts, width: b.width };
+  };
+  const wMax = input.weights.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
   const data: Array<Record<string, unknown>> = [
-    { type: "histogram", name: "weights", x: Array.from(input.weights), nbinsx: 120, marker: { color: "#555" }, xaxis: ps[0]!.x, yaxis: ps[0]!.y },
-    ...input.errors.map((e, i) => ({ type: "histogram", name: `error, ${e.label}`, x: Array.from(e.values), nbinsx: 120, opacity: 0.6, marker: { color: PALETTE[i % PALETTE.length] }, xaxis: ps[1]!.x, yaxis: ps[1]!.y })),
+    { type: "bar", name: "weights", ...bars(input.weights, -wMax, wMax), marker: { color: "#555" }, xaxis: ps[0]!.x, yaxis: ps[0]!.y },
+    ...input.errors.map((e, i) => ({ type: "bar", name: `error, ${e.label}`, ...bars(e.values, -errorRange, errorRange), opacity: 0.6, marker: { color: PALETTE[i % PALETTE.length] }, xaxis: ps[1]!.x, yaxis: ps[1]!.y })),
   ];
   const layout = baseLayout(`F4. Weights of ${input.layer} and their quantization error per scheme`, smoke);
   panelAxes(layout, ps, "value", "count (elements)", ["weights", "quantization error"]);
