@@ -115,5 +115,8 @@ describe("report", () => {
     };
     assert.deepEqual(firstError(executed as never), { cell: 2, firstLine: "broken()", error: "ReferenceError: broken is not defined" });
     assert.equal(firstError({ cells: [executed.cells[0]!] } as never), null);
+    // an error thrown inside the kit (async, no evalmachine frame) is found too
+    const kitError = { cells: [{ cell_type: "code", id: "3", metadata: {}, source: ["await run()"], outputs: [{ output_type: "stream", name: "stderr", text: ["KitError: no split 'x' under y\n", "  file: y/x\n", "    at buildManifest (file:///repo/build/src/hub/librispeech.js:59:15)\n"] }] }] };
+    assert.deepEqual(firstError(kitError as never), { cell: 1, firstLine: "await run()", error: "KitError: no split 'x' under y" });
   });
 });

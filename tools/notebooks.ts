@@ -79,8 +79,8 @@ interface ExecutedNotebook {
 export function firstError(nb: ExecutedNotebook): { cell: number; firstLine: string; error: string } | null {
   for (const [i, cell] of nb.cells.entries()) {
     const err = cell.outputs?.find((o) => o.output_type === "error");
-    // tslab reports a runtime exception as a stack trace on stderr, not as an error output
-    const trace = cell.outputs?.find((o) => o.output_type === "stream" && (o as { name?: string }).name === "stderr" && /at evalmachine\.<anonymous>/.test(((o as { text?: string[] }).text ?? []).join("")));
+    // tslab reports an uncaught exception as a stack trace on stderr (and the cell as ok), not as an error output
+    const trace = cell.outputs?.find((o) => o.output_type === "stream" && (o as { name?: string }).name === "stderr" && /^\s+at .*(evalmachine\.<anonymous>|file:|node:)/m.test(((o as { text?: string[] }).text ?? []).join("")));
     if (trace) {
       const lines = ((trace as { text?: string[] }).text ?? []).join("").split("\n");
       return { cell: i + 1, firstLine: cell.source.join("").split("\n")[0]!.slice(0, 100), error: lines.find((l) => /^\w*(Error|Exception)\b/.test(l)) ?? lines.slice(0, 5).join(" | ") };

@@ -11,7 +11,7 @@
  */
 import { existsSync } from "node:fs";
 import { cpus } from "node:os";
-import { join } from "node:path";
+import { isAbsolute, join, resolve } from "node:path";
 import { runJob, RECIPES_AVAILABLE, type EvalJob } from "../eval/jobs.js";
 import type { NoiseSpec } from "../eval/noise.js";
 import { ResultsStore } from "../eval/results-store.js";
@@ -53,21 +53,31 @@ function positive(name: string, value: string | undefined): number | undefined {
   return n;
 }
 
+/** Paths in the environment are relative to the repository (a notebook's working directory is notebooks/). */
+function fromRepo(path: string): string {
+  return isAbsolute(path) ? path : resolve(repoRoot(), path);
+}
+
+/** A model given as a folder relative to the repository becomes absolute; a hub id stays as it is. */
+function modelArgument(model: string): string {
+  return !isAbsolute(model) && existsSync(join(repoRoot(), model, "config.json")) ? resolve(repoRoot(), model) : model;
+}
+
 export function studyConfig(env: NodeJS.ProcessEnv = process.env): StudyConfig {
   const recipes = list(env.RECIPES, RECIPES_AVAILABLE);
   for (const r of recipes) if (!RECIPES_AVAILABLE.includes(r)) throw new KitError(`RECIPES names '${r}', which cannot run`, { field: "RECIPES", fix: `choose from: ${RECIPES_AVAILABLE.join(", ")}` });
   const smoke = env.SMOKE === "1";
   return {
-    models: list(env.MODELS, ["openai/whisper-small"]),
+    models: list(env.MODELS, ["openai/whisper-small"]).map(modelArgument),
     splits: list(env.SPLITS, ["test-clean", "test-other"]),
     limit: positive("LIMIT", env.LIMIT),
     recipes,
-    modelDir: env.MODEL_DIR || undefined,
-    librispeechDir: env.LIBRISPEECH_DIR || join(dataDir(), "librispeech", "LibriSpeech"),
+    modelDir: env.MODEL_DIR ? fromRepo(env.MODEL_DIR) : undefined,
+    librispeechDir: env.LIBRISPEECH_DIR ? fromRepo(env.LIBRISPEECH_DIR) : join(dataDir(), "librispeech", "LibriSpeech"),
     hubUrl: env.HUB_URL || undefined,
     calibrationLimit: positive("CALIBRATION_LIMIT", env.CALIBRATION_LIMIT),
-    resultsDir: env.RESULTS_DIR || join(dataDir(), "results"),
-    figuresDir: env.FIGURES_DIR || join(repoRoot(), "figures"),
+    resultsDir: env.RESULTS_DIR ? fromRepo(env.RESULTS_DIR) : join(dataDir(), "results"),
+    figuresDir: env.FIGURES_DIR ? fromRepo(env.FIGURES_DIR) : join(repoRoot(), "figures"),
     threads: positive("THREADS", env.THREADS) ?? Math.max(1, cpus().length),
     smoke,
     maxNewTokens: positive("MAX_NEW_TOKENS", env.MAX_NEW_TOKENS) ?? (smoke ? 8 : undefined),
