@@ -77,7 +77,9 @@ bench-foundation: build
 
 # Speed, memory and WER per recipe, each recipe in its own process (issue 7; not part of make test).
 # BENCH_MODEL (default: data/models/whisper-small if imported, else random weights of tiny's size),
-# RECIPES, LIMIT (utterances of train-clean-5, default 20), THREADS (default 2).
+# RECIPES, LIMIT (utterances of train-clean-5, default 20), THREADS (default 2); PEERS_PYTHON (a
+# Python with torch, transformers, faster-whisper, soundfile: tools/bench-peers/) and PEERS_CT2 (a
+# CTranslate2 model folder) add the peers on the same utterances, with ratios.
 bench: build
 	LIBRISPEECH_DIR=$(abspath $(LIBRISPEECH_DIR)) $(NODE) build/bench/recipes.js
 

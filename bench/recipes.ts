@@ -6,10 +6,14 @@
  * peak resident memory, and WER on the set, so that speed is never read without accuracy.
  *
  *   make bench [BENCH_MODEL=dir] [RECIPES=a,b] [LIMIT=20] [THREADS=2] [LIBRISPEECH_DIR=...]
+ *              [PEERS_PYTHON=python-with-torch-transformers-faster-whisper] [PEERS_CT2=ct2 model dir]
  *
  * Model: BENCH_MODEL, else data/models/whisper-small when imported, else a random-weight model of
  * whisper-tiny's dimensions (timings only: its WER means nothing). Utterances: the first LIMIT of
  * train-clean-5's evaluation part. Prints a table; writes data/bench/recipes-<time>.json.
+ * With PEERS_PYTHON, the peers of tools/bench-peers/peers.py run on the same utterances and
+ * threads; their WER is computed here with the kit's normalizer, and each recipe's RTFx is printed
+ * as a ratio to each peer's.
  */
 import { execFileSync } from "node:child_process";
 import { existsSync } from "node:fs";
@@ -28,7 +32,32 @@ import { buildManifest } from "../src/hub/librispeech.js";
 import { writeSyntheticWhisper } from "../src/model/synthetic.js";
 import { findRecipe } from "../src/recipes/catalog.js";
 import { ensureQuantizedModel } from "../src/recipes/quantize-model.js";
-import { dataDir, sharedDataDir, writeJsonAtomic } from "../src/util/fs.js";
+import { dataDir, repoRoot, sharedDataDir, writeFileAtomic, writeJsonAtomic } from "../src/util/fs.js";
+
+interface PeerResult {
+  system: string;
+  rtfx: number;
+  wer: number; // percent, the kit's normalizer and WER on the peer's texts
+}
+
+/** tools/bench-peers/peers.py on the same files and threads; WER scored here, as the kit scores its own. */
+async function runPeers(python: string, modelDir: string, ct2: string, threads: number, files: string[], references: string[]): Promise<PeerResult[]> {
+  const list = join(dataDir(), "bench", "peers-files.txt");
+  await writeFileAtomic(list, files.join("\n"));
+  const script = join(repoRoot(), "tools", "bench-peers", "peers.py");
+  const out = JSON.parse(execFileSync(python, [script, modelDir, ct2, String(threads), list], { encoding: "utf8", maxBuffer: 1 << 26, stdio: ["ignore", "pipe", "ignore"] })) as { systems: Array<{ system: string; rtfx: number; texts: string[] }> };
+  const normalizer = await EnglishTextNormalizer.load(modelDir);
+  return out.systems.map((s) => {
+    let errors = 0;
+    let total = 0;
+    s.texts.forEach((text, i) => {
+      const a = align(words(normalizer.normalize(references[i]!)), words(normalizer.normalize(text)));
+      errors += a.substitutions + a.deletions + a.insertions;
+      total += a.referenceLength;
+    });
+    return { system: s.system, rtfx: s.rtfx, wer: (100 * errors) / total };
+  });
+}
 
 interface RecipeBench {
   recipe: string;
@@ -126,8 +155,17 @@ async function main(): Promise<void> {
   for (const r of rows) {
     console.log(`| ${r.recipe} | ${r.execution} | ${r.quantizeSeconds.toFixed(1)} | ${r.loadSeconds.toFixed(2)} | ${r.encoderMsPerWindow.toFixed(0)} | ${r.decoderMsPerToken.toFixed(1)} | ${r.rtfx.toFixed(2)} | ${fp32 ? (r.rtfx / fp32.rtfx).toFixed(2) : "-"} | ${r.peakRssMB.toFixed(0)} | ${r.wer.toFixed(2)} |`);
   }
+  let peers: PeerResult[] = [];
+  if (process.env.PEERS_PYTHON) {
+    const utterances = evaluationPart(await buildManifest(root, "train-clean-5"), { limit });
+    peers = await runPeers(process.env.PEERS_PYTHON, modelDir, process.env.PEERS_CT2 ?? "-", threads, utterances.map((u) => u.path), utterances.map((u) => u.transcript));
+    console.log("\n| peer | RTFx | WER % |\n|---|---|---|");
+    for (const p of peers) console.log(`| ${p.system} | ${p.rtfx.toFixed(2)} | ${p.wer.toFixed(2)} |`);
+    console.log(`\n| recipe | ${peers.map((p) => `RTFx / ${p.system}`).join(" | ")} |\n|---|${peers.map(() => "---").join("|")}|`);
+    for (const r of rows) console.log(`| ${r.recipe} | ${peers.map((p) => (r.rtfx / p.rtfx).toFixed(2)).join(" | ")} |`);
+  }
   const file = join(dataDir(), "bench", `recipes-${new Date().toISOString().replace(/[:.]/g, "-")}.json`);
-  await writeJsonAtomic(file, { model: modelDir, threads, limit, rows });
+  await writeJsonAtomic(file, { model: modelDir, threads, limit, rows, peers });
   console.log(`written: ${file}`);
 }
 
