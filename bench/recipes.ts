@@ -27,7 +27,7 @@ import { EnglishTextNormalizer } from "../src/eval/normalizers.js";
 import { peakRssMB, resetPeakRss } from "../src/eval/runner.js";
 import { splitCalibration } from "../src/eval/jobs.js";
 import { evaluationPart } from "../src/eval/splits.js";
-import { align, words } from "../src/eval/wer.js";
+import { addCounts, align, countsOf, emptyCounts, errorRate, words } from "../src/eval/wer.js";
 import { buildManifest } from "../src/hub/librispeech.js";
 import { writeSyntheticWhisper } from "../src/model/synthetic.js";
 import { findRecipe } from "../src/recipes/catalog.js";
@@ -47,16 +47,7 @@ async function runPeers(python: string, modelDir: string, ct2: string, threads: 
   const script = join(repoRoot(), "tools", "bench-peers", "peers.py");
   const out = JSON.parse(execFileSync(python, [script, modelDir, ct2, String(threads), list], { encoding: "utf8", maxBuffer: 1 << 26, stdio: ["ignore", "pipe", "ignore"] })) as { systems: Array<{ system: string; rtfx: number; texts: string[] }> };
   const normalizer = await EnglishTextNormalizer.load(modelDir);
-  return out.systems.map((s) => {
-    let errors = 0;
-    let total = 0;
-    s.texts.forEach((text, i) => {
-      const a = align(words(normalizer.normalize(references[i]!)), words(normalizer.normalize(text)));
-      errors += a.substitutions + a.deletions + a.insertions;
-      total += a.referenceLength;
-    });
-    return { system: s.system, rtfx: s.rtfx, wer: (100 * errors) / total };
-  });
+  return out.systems.map((s) => ({ system: s.system, rtfx: s.rtfx, wer: corpusWer(normalizer, s.texts.map((text, i) => [references[i]!, text])) }));
 }
 
 interface RecipeBench {
@@ -71,6 +62,13 @@ interface RecipeBench {
   wer: number; // percent
   utterances: number;
   tokens: number;
+}
+
+/** Corpus WER in percent of hypotheses against references, both through Whisper's English normalizer (as the harness scores). */
+function corpusWer(normalizer: EnglishTextNormalizer, pairs: Array<[reference: string, hypothesis: string]>): number {
+  let counts = emptyCounts();
+  for (const [ref, hyp] of pairs) counts = addCounts(counts, countsOf(align(words(normalizer.normalize(ref)), words(normalizer.normalize(hyp)))));
+  return 100 * errorRate(counts);
 }
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
@@ -98,8 +96,7 @@ async function measure(modelDir: string, recipe: string, split: string, root: st
   let audio = 0;
   let decodeMs = 0;
   let tokens = 0;
-  let errors = 0;
-  let referenceWords = 0;
+  const texts: Array<[string, string]> = [];
   for (const u of utterances) {
     const start = performance.now();
     const samples = await loadAudio(u.path);
@@ -110,14 +107,12 @@ async function measure(modelDir: string, recipe: string, split: string, root: st
     wall += performance.now() - start;
     audio += samples.length / SAMPLE_RATE;
     tokens += result.tokens.length + 1; // the end-of-text step costs a step too
-    const a = align(words(normalizer.normalize(u.transcript)), words(normalizer.normalize(transcriber.tokenizer.decode(result.tokens))));
-    errors += a.substitutions + a.deletions + a.insertions;
-    referenceWords += a.referenceLength;
+    texts.push([u.transcript, transcriber.tokenizer.decode(result.tokens)]);
   }
   const peak = peakRssMB();
   await transcriber.close();
   const execution = [...new Set(quantized.manifest.parameters.map((p) => p.execution ?? "fp32"))].filter((e) => e !== "fp32" || recipe === "fp32").join(" + ");
-  return { recipe, execution, quantizeSeconds: quantized.manifest.quantizeSeconds ?? 0, loadSeconds, encoderMsPerWindow: median(encoderMs), decoderMsPerToken: decodeMs / tokens, rtfx: audio / (wall / 1000), peakRssMB: peak, wer: (100 * errors) / referenceWords, utterances: utterances.length, tokens };
+  return { recipe, execution, quantizeSeconds: quantized.manifest.quantizeSeconds ?? 0, loadSeconds, encoderMsPerWindow: median(encoderMs), decoderMsPerToken: decodeMs / tokens, rtfx: audio / (wall / 1000), peakRssMB: peak, wer: corpusWer(normalizer, texts), utterances: utterances.length, tokens };
 }
 
 async function benchModel(): Promise<string> {

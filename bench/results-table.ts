@@ -1,6 +1,6 @@
 /**
  * A markdown table of the finished runs in a results store, with WER also computed without the
- * utterances that ran into the decoder's length limit (>= 440 generated tokens), since one such
+ * utterances that ran into the decoder's length limit (src/report/rows.ts counts them), since one such
  * greedy repetition loop moves a 100-utterance WER by several points. Parameter sizes come from the
  * run record, or from the recipe's manifest for records made before sizes were recorded.
  * Run: node build/bench/results-table.js [results dir, default data/results]
@@ -8,10 +8,9 @@
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import type { ModelManifest } from "../src/model/build.js";
-import { readJsonl, type RunSummary, type UtteranceResult } from "../src/eval/results-store.js";
+import { readJsonl, type RunSummary } from "../src/eval/results-store.js";
+import { loadResultRows } from "../src/report/rows.js";
 import { dataDir } from "../src/util/fs.js";
-
-const RUNAWAY_TOKENS = 440;
 
 function manifests(): Map<string, ModelManifest> {
   const out = new Map<string, ModelManifest>();
@@ -31,27 +30,27 @@ function manifests(): Map<string, ModelManifest> {
 async function main(): Promise<void> {
   const store = process.argv[2] ?? join(dataDir(), "results");
   const known = manifests();
-  const wer = (rs: UtteranceResult[]) => rs.reduce((a, r) => a + r.words.substitutions + r.words.deletions + r.words.insertions, 0) / rs.reduce((a, r) => a + r.words.referenceLength, 0);
+  const summaries = new Map((await readJsonl<RunSummary>(join(store, "results.jsonl"))).records.map((s) => [s.key, s]));
   console.log("| model | recipe | split | utterances | WER % | WER % w/o runaway (n) | CER % | parameter MB | compression % | RTFx | execution |");
   console.log("|---|---|---|---|---|---|---|---|---|---|---|");
-  for (const s of (await readJsonl<RunSummary>(join(store, "results.jsonl"))).records) {
-    const records = (await readJsonl<UtteranceResult>(join(store, "runs", `${s.key}.jsonl`))).records;
-    const kept = records.filter((r) => r.tokens < RUNAWAY_TOKENS);
+  for (const r of await loadResultRows(store)) {
+    const s = summaries.get(r.key)!;
+    // records made before sizes were recorded: the recipe's manifest has them
     const m = known.get(`${s.spec.model.weightsSha256}|${s.spec.recipe.id}`);
     const parameterBytes = s.size?.parameterBytes ?? m?.parameterBytes;
     const baseline = s.size?.fp32ParameterBytes ?? m?.baselineParameterBytes ?? m?.parameterBytes;
-    const execution = m ? [...new Set(m.parameters.map((p) => p.execution ?? "fp32"))].filter((e) => e !== "fp32" || m.recipe === "fp32").join(" + ") : "?";
+    const execution = m ? [...new Set(m.parameters.map((p) => p.execution ?? "fp32"))].filter((e) => e !== "fp32" || m.recipe === "fp32").join(" + ") : r.execution;
     const cells = [
-      s.spec.model.name.split("/").pop(),
-      s.spec.recipe.id,
-      s.spec.split + (Object.keys(s.spec.conditions).length ? ` ${JSON.stringify(s.spec.conditions)}` : ""),
-      s.spec.utterances,
-      (100 * s.wer).toFixed(2),
-      `${kept.length ? (100 * wer(kept)).toFixed(2) : "-"} (${records.length - kept.length})`,
-      (100 * s.cer).toFixed(2),
+      r.model,
+      r.recipe,
+      r.split + (r.noise ? ` {"noise":"${r.noise}"}` : ""),
+      r.utterances,
+      r.wer.toFixed(2),
+      `${r.werWithoutRunaways === null ? "-" : r.werWithoutRunaways.toFixed(2)} (${r.runaways})`,
+      r.cer.toFixed(2),
       parameterBytes ? (parameterBytes / 1e6).toFixed(1) : "?",
       parameterBytes && baseline ? (100 * (1 - parameterBytes / baseline)).toFixed(1) : "?",
-      Number(s.timing.rtfx).toFixed(1),
+      r.rtfx === null ? "?" : r.rtfx.toFixed(1),
       execution,
     ];
     console.log(`| ${cells.join(" | ")} |`);

@@ -28,7 +28,7 @@ import { writeSyntheticWhisper } from "./model/synthetic.js";
 import { KitError } from "./util/errors.js";
 import { dataDir, sharedDataDir } from "./util/fs.js";
 import { cpus } from "node:os";
-import { buildManifest, fetchLibriSpeech } from "./hub/librispeech.js";
+import { buildManifest, defaultLibriSpeechDir, fetchLibriSpeech } from "./hub/librispeech.js";
 import { readGrid, runJob, splitCalibration, type EvalJob } from "./eval/jobs.js";
 import { parseNoise } from "./eval/noise.js";
 import { ResultsStore } from "./eval/results-store.js";
@@ -248,7 +248,7 @@ async function main(argv: string[]): Promise<number> {
       let calibration: CalibrationRun | undefined;
       if (findRecipe(values.recipe).scheme === "static") {
         if (!values.split) throw new KitError(`${values.recipe} is a static recipe: it calibrates on a split's first 10 %`, { field: "--split", fix: "add --split NAME (and --librispeech-dir DIR for a local LibriSpeech tree)" });
-        const root = values["librispeech-dir"] ?? join(dataDir(), "librispeech", "LibriSpeech");
+        const root = values["librispeech-dir"] ?? defaultLibriSpeechDir();
         const limit = values["calibration-limit"] !== undefined ? positiveInt(values["calibration-limit"], "--calibration-limit") : undefined;
         const threads = values.threads ? positiveInt(values.threads, "--threads") : 0;
         calibration = splitCalibration(modelDir, values.split, await buildManifest(root, values.split), { threads }, limit);

@@ -13,6 +13,10 @@ import type { ActivationQuant } from "../quant/activations.js";
 import { KitError } from "../util/errors.js";
 import type { SessionInstrument } from "./onnx-whisper.js";
 import { Transcriber, type TranscriberOptions } from "./transcriber.js";
+import { join } from "node:path";
+import { MANIFEST_FILE, type ModelManifest } from "../model/build.js";
+import { findRecipe } from "../recipes/catalog.js";
+import { readJson } from "../util/fs.js";
 
 const SCALE_INPUT = ".input_scale";
 const SCALE_OUTPUT = ".input_scale.next";
@@ -36,6 +40,10 @@ export class ScaleCalibration implements SessionInstrument {
       if (name.endsWith(SCALE_OUTPUT)) this.scales.set(name.slice(0, -SCALE_OUTPUT.length), (value.data as Float32Array)[0]!);
     }
     this.firstCall[graph] = false;
+  }
+
+  activations(): Record<string, ActivationQuant> {
+    return Object.fromEntries([...this.scales].sort(([a], [b]) => a.localeCompare(b)).map(([layer, inputScale]) => [layer, { inputScale }]));
   }
 }
 
@@ -78,24 +86,15 @@ export interface CalibrationResult {
 /** Run a static recipe's calibration graphs (`graphsDir`) over audio files, in the order given. */
 export async function calibrateActivations(modelDir: string, graphsDir: string, files: string[], options: TranscriberOptions = {}): Promise<CalibrationResult> {
   if (files.length === 0) throw new KitError("calibration needs at least one utterance", { field: "calibration", fix: "give a split with a non-empty calibration part" });
-  const scales = new ScaleCalibration();
-  const histograms = new HistogramCalibration();
-  const both: SessionInstrument = {
-    feeds: (graph, names) => scales.feeds(graph, names),
-    observe: (graph, outputs) => {
-      scales.observe(graph, outputs);
-      histograms.observe(graph, outputs);
-    },
-  };
-  const transcriber = await Transcriber.load(modelDir, { ...options, onnxDir: graphsDir, instrument: both });
+  // the graphs' recipe says which library's calibration they carry
+  const { recipe } = await readJson<ModelManifest>(join(graphsDir, MANIFEST_FILE));
+  const instrument = findRecipe(recipe).observer === "histogram" ? new HistogramCalibration() : new ScaleCalibration();
+  const transcriber = await Transcriber.load(modelDir, { ...options, onnxDir: graphsDir, instrument });
   const tokens: number[][] = [];
   try {
     for (const file of files) tokens.push((await transcriber.transcribeFile(file)).tokens);
   } finally {
     await transcriber.close();
   }
-  const activations: Record<string, ActivationQuant> = histograms.observers.size
-    ? histograms.activations()
-    : Object.fromEntries([...scales.scales].sort(([a], [b]) => a.localeCompare(b)).map(([layer, inputScale]) => [layer, { inputScale }]));
-  return { activations, tokens };
+  return { activations: instrument.activations(), tokens };
 }

@@ -4,17 +4,16 @@
  *   { "models": ["openai/whisper-small", "data/models/whisper-base"], "recipes": ["fp32"],
  *     "splits": ["test-clean", "test-other"], "limit": 100, "noise": ["white:10"] }
  */
-import { join } from "node:path";
 import { loadAudio } from "../audio/decode.js";
 import { Transcriber, type TranscriberOptions } from "../asr/transcriber.js";
-import { buildManifest, type Utterance } from "../hub/librispeech.js";
+import { buildManifest, defaultLibriSpeechDir, type Utterance } from "../hub/librispeech.js";
 import { KitError } from "../util/errors.js";
 import { RECIPES } from "../recipes/catalog.js";
 import { ensureQuantizedModel, type CalibrationRun } from "../recipes/quantize-model.js";
 import { findRecipe, type RecipeOptions } from "../recipes/catalog.js";
 import { calibrateActivations } from "../asr/calibrate.js";
 import { resolveModelDir } from "../hub/fetch-model.js";
-import { dataDir, readJson } from "../util/fs.js";
+import { readJson } from "../util/fs.js";
 import { babble, babbleTalkers, mixAtSnr, parseNoise, seedOf, whiteNoise, type NoiseSpec } from "./noise.js";
 import { ResultsStore } from "./results-store.js";
 import { runEvaluation, type Progress, type RunOutcome } from "./runner.js";
@@ -80,7 +79,7 @@ export async function runJob(job: EvalJob, context: JobContext): Promise<RunOutc
   if (!RECIPES_AVAILABLE.includes(job.recipe)) {
     throw new KitError(`unknown recipe '${job.recipe}'`, { field: "recipe", fix: `recipes available: ${RECIPES_AVAILABLE.join(", ")}` });
   }
-  const root = job.librispeechDir ?? join(dataDir(), "librispeech", "LibriSpeech");
+  const root = job.librispeechDir ?? defaultLibriSpeechDir();
   const manifest = await buildManifest(root, job.split);
   const utterances = evaluationPart(manifest, job.selection ?? {});
   if (utterances.length === 0) throw new KitError(`the selection from ${job.split} is empty`, { field: "--limit", fix: "raise --limit or use --full" });

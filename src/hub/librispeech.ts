@@ -106,6 +106,11 @@ export interface LibriSpeechFetchOptions {
   onProgress?: (bytes: number, total: number) => void;
 }
 
+/** Where `ptq fetch librispeech` puts the LibriSpeech tree, and where everything looks by default. */
+export function defaultLibriSpeechDir(): string {
+  return join(dataDir(), "librispeech", "LibriSpeech");
+}
+
 /**
  * Download, verify and extract one LibriSpeech split; returns the LibriSpeech folder that holds
  * it. A finished split is not fetched again; a broken download resumes; a corrupt archive is

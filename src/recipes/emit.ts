@@ -8,14 +8,21 @@ import { fromFloat8E4M3 } from "../quant/float32.js";
 import type { DoubleQuantizedAbsmax, QuantizedWeight } from "../quant/schemes.js";
 
 const MS = "com.microsoft";
+const NBITS_BLOCKS = [256, 128, 64, 32, 16]; // the block sizes onnxruntime's CPU kernel takes
 
 /**
  * MatMulNBits' block: 16, 32, 64, 128 or 256 (onnxruntime's CPU kernel refuses others), dividing
  * both the group and K. A per-channel scale (group = K) repeats over several blocks of the row.
  */
 export function nbitsBlock(groupSize: number, k: number): number {
-  for (const b of [256, 128, 64, 32, 16]) if (b <= groupSize && groupSize % b === 0 && k % b === 0) return b;
+  for (const b of NBITS_BLOCKS) if (b <= groupSize && groupSize % b === 0 && k % b === 0) return b;
   throw new Error(`no MatMulNBits block size fits K=${k} with groups of ${groupSize}`);
+}
+
+/** Whether MatMulNBits can run this weight: groups inside rows that divide K, and a block size that fits. */
+export function fitsMatMulNBits(q: QuantizedWeight, k: number): boolean {
+  if (q.groupSize === q.codes.length || k % q.groupSize !== 0) return false;
+  return NBITS_BLOCKS.some((b) => b <= q.groupSize && q.groupSize % b === 0 && k % b === 0);
 }
 
 /**

@@ -15,7 +15,7 @@ import { KitError } from "../util/errors.js";
 import { exists, readJson, withAtomicDir, writeJsonAtomic } from "../util/fs.js";
 import type { ActivationQuant } from "../quant/activations.js";
 import { findRecipe, type Execution, type Recipe, type RecipeOptions } from "./catalog.js";
-import { emitDequantized, emitLlmInt8, emitMatMulBnb4, emitMatMulNBits, emitTorchDynamic } from "./emit.js";
+import { emitDequantized, emitLlmInt8, emitMatMulBnb4, emitMatMulNBits, emitTorchDynamic, fitsMatMulNBits } from "./emit.js";
 import { calibrationInput, emitQuantoStatic, emitTorchStatic, observeTensor, OBSERVE_INPUT, OBSERVE_OUTPUT, quantizeOnFirstCall, requantizeOutput } from "./static.js";
 
 export const PROJ_OUT = "proj_out";
@@ -116,8 +116,7 @@ export async function quantizeModel(fp32Dir: string, recipeId: string, options: 
       } else {
         if (activations) x = calibrationInput(g, x, layer, activations); // calibration form: weight-only numerics behind a fake-quantized input
         const weightPath: Execution = activations ? "dequantized at load" : execution; // calibration runs float GEMMs: fast, same values up to summation order
-        const canNBits = weightPath === "MatMulNBits" && q.groupSize !== q.codes.length && k % q.groupSize === 0;
-        path = weightPath === "MatMulNBits" && !canNBits ? "dequantized at load" : weightPath;
+        path = weightPath === "MatMulNBits" && !fitsMatMulNBits(q, k) ? "dequantized at load" : weightPath;
         if (path === "MatMulNBits") bytes = emitMatMulNBits(g, x, out, layer, q, n, k);
         else if (path === "MatMulBnb4") bytes = emitMatMulBnb4(g, x, out, layer, q, packBnb4(q.codes), recipe.id.includes("fp4") ? "fp4" : "nf4", n, k, recipe.doubleQuant ? doubleQuantizeAbsmax(q.scales) : undefined);
         else if (path === "MatMulInteger") bytes = recipe.llmInt8 ? emitLlmInt8(g, x, out, layer, q, n, k) : emitTorchDynamic(g, x, out, layer, q, n, k);

@@ -10,12 +10,16 @@
  * does (before quantizing with it), returns the new scale, and, on the very first call of a
  * graph, quantizes linear and LayerNorm outputs too (quanto only drops those hooks after the
  * first forward of each parent module).
+ * Two known differences, both confined to calibration: on that first call quanto's q/k/v
+ * projections adopt the LayerNorm's output scale, where the graph takes the absmax of the
+ * quantized LayerNorm output (the same value to an ulp); and the calibration graphs multiply
+ * dequantized weights in float where quanto's int8 x int8 kernel sums integers (float rounding).
  */
 import { DataType, type GraphBuilder } from "../model/onnx.js";
 import { activationQmax, CALIBRATION_MOMENTUM, type ActivationType } from "../quant/activations.js";
 import type { QuantizedWeight } from "../quant/schemes.js";
 import type { Execution } from "./catalog.js";
-import { emitDequantized, emitMatMulNBits } from "./emit.js";
+import { emitDequantized, emitMatMulNBits, fitsMatMulNBits } from "./emit.js";
 
 /** Graph input of a calibration graph: true on the first call of that graph. */
 export const FIRST_CALL = "calibration_first";
@@ -56,8 +60,9 @@ export function emitQuantoStatic(g: GraphBuilder, x: string, out: string, name: 
   const scale = g.initializer(`${name}.input_scale`, Float32Array.of(inputScale), []);
   const codes = activationCodes(g, x, scale, type, p);
   if (q.bits === 4 || q.bits === 2) {
-    const bytes = emitMatMulNBits(g, g.op("Mul", [codes, scale], {}, { name: `${p}/Dequantize` }), out, name, q, n, k);
-    return { bytes: bytes + 4, execution: "MatMulNBits" };
+    const dequantized = g.op("Mul", [codes, scale], {}, { name: `${p}/Dequantize` });
+    if (fitsMatMulNBits(q, k)) return { bytes: emitMatMulNBits(g, dequantized, out, name, q, n, k) + 4, execution: "MatMulNBits" };
+    return { bytes: emitDequantized(g, dequantized, out, name, q, n, k) + 4, execution: "dequantized at load" };
   }
   const combined = Float32Array.from(q.scales, (s) => f(inputScale * s)); // output_scales = input._scale * weight._scale
   if (type === "int8" && q.convention === "symmetric") {

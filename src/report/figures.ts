@@ -60,11 +60,11 @@ function panels(count: number, gap = 0.08): Array<{ x: string; y: string; domain
   return Array.from({ length: count }, (_, i) => ({ x: i === 0 ? "x" : `x${i + 1}`, y: i === 0 ? "y" : `y${i + 1}`, domain: [i * (w + gap), i * (w + gap) + w] as [number, number] }));
 }
 
-function panelAxes(layout: Record<string, unknown>, ps: ReturnType<typeof panels>, xTitle: string, yTitle: string, titles: string[], xExtra: Record<string, unknown> = {}): void {
+function panelAxes(layout: Record<string, unknown>, ps: ReturnType<typeof panels>, xTitles: string[], yTitle: string, titles: string[]): void {
   const annotations = layout.annotations as Array<Record<string, unknown>>;
   ps.forEach((p, i) => {
     const suffix = i === 0 ? "" : String(i + 1);
-    layout[`xaxis${suffix}`] = axis(xTitle, { domain: p.domain, anchor: p.y, ...xExtra });
+    layout[`xaxis${suffix}`] = axis(xTitles[i] ?? xTitles[0]!, { domain: p.domain, anchor: p.y });
     layout[`yaxis${suffix}`] = axis(i === 0 ? yTitle : "", { anchor: p.x });
     annotations.push({ text: `<b>${titles[i]}</b>`, xref: "paper", yref: "paper", x: (p.domain[0] + p.domain[1]) / 2, y: 1.0, yanchor: "bottom", showarrow: false, font: { size: 13 } });
   });
@@ -93,7 +93,7 @@ export function werVsSizeFigure(rows: ResultRow[], smoke: string | null): Figure
     data.push({ type: "scatter", mode: "lines", name: "Pareto front", legendgroup: "pareto", showlegend: i === 0, x: front.map((r) => r.parameterMB), y: front.map((r) => r.wer), line: { color: "#444", dash: "dot", width: 1.5 }, hoverinfo: "skip", xaxis: ps[i]!.x, yaxis: ps[i]!.y });
   });
   const layout = baseLayout(`F1. WER against model size, coloured by library (${models.map((m, i) => `${MODEL_SYMBOL_NAMES[i % MODEL_SYMBOL_NAMES.length]}: ${m}`).join(", ")})`, smoke);
-  panelAxes(layout, ps, "parameter size (MB)", "WER (%)", splits);
+  panelAxes(layout, ps, ["parameter size (MB)"], "WER (%)", splits);
   ps.forEach((_, i) => Object.assign(layout[`yaxis${i === 0 ? "" : i + 1}`] as Record<string, unknown>, LOG_WER_TICKS)); // loops push WER past 100 %: a log axis keeps the good recipes readable
   return { id: "F1-wer-vs-size", title: "WER against model size", data, layout, width: 1100, height: 520 };
 }
@@ -146,9 +146,7 @@ export function speedMemoryFigure(rows: ResultRow[], smoke: string | null): Figu
     data.push({ type: "bar", orientation: "h", name: model, legendgroup: model, showlegend: false, y: recipes, x: recipes.map((k) => Math.max(...byRecipe.get(k)!.map((r) => r.peakRssMB ?? 0))), marker: { color }, xaxis: ps[1]!.x, yaxis: ps[1]!.y, hovertemplate: "%{y}: %{x:.0f} MB<extra></extra>" });
   });
   const layout = baseLayout("F3. Speed (RTFx: audio seconds per wall second, higher is faster) and peak memory per recipe", smoke);
-  panelAxes(layout, ps, "", "", ["speed", "memory"]);
-  (layout.xaxis as Record<string, unknown>).title = { text: "RTFx (audio s per wall s)" };
-  (layout.xaxis2 as Record<string, unknown>).title = { text: "peak resident memory (MB)" };
+  panelAxes(layout, ps, ["RTFx (audio s per wall s)", "peak resident memory (MB)"], "", ["speed", "memory"]);
   (layout.yaxis as Record<string, unknown>).automargin = true;
   (layout.yaxis2 as Record<string, unknown>).showticklabels = false;
   layout.barmode = "group";
@@ -185,9 +183,7 @@ export function weightErrorFigure(input: ErrorHistogramInput, smoke: string | nu
     ...input.errors.map((e, i) => ({ type: "bar", name: `error, ${e.label}`, ...bars(e.values, -errorRange, errorRange), opacity: 0.6, marker: { color: PALETTE[i % PALETTE.length] }, xaxis: ps[1]!.x, yaxis: ps[1]!.y })),
   ];
   const layout = baseLayout(`F4. Weights of ${input.layer} and their quantization error per scheme`, smoke);
-  panelAxes(layout, ps, "value", "count (elements)", ["weights", "quantization error"]);
-  (layout.xaxis as Record<string, unknown>).title = { text: "weight value (dimensionless)" };
-  (layout.xaxis2 as Record<string, unknown>).title = { text: "error (dequantized - original)" };
+  panelAxes(layout, ps, ["weight value (dimensionless)", "error (dequantized - original)"], "count (elements)", ["weights", "quantization error"]);
   layout.barmode = "overlay";
   return { id: "F4-weight-error-histograms", title: "Weight and error histograms", data, layout, width: 1100, height: 500 };
 }

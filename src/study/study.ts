@@ -19,6 +19,7 @@ import type { Transcriber } from "../asr/transcriber.js";
 import type { RecipeOptions } from "../recipes/catalog.js";
 import { KitError } from "../util/errors.js";
 import { dataDir, repoRoot } from "../util/fs.js";
+import { defaultLibriSpeechDir } from "../hub/librispeech.js";
 import { loadResultRows, shortModelName, type ResultRow } from "../report/rows.js";
 
 export interface StudyConfig {
@@ -73,7 +74,7 @@ export function studyConfig(env: NodeJS.ProcessEnv = process.env): StudyConfig {
     limit: positive("LIMIT", env.LIMIT),
     recipes,
     modelDir: env.MODEL_DIR ? fromRepo(env.MODEL_DIR) : undefined,
-    librispeechDir: env.LIBRISPEECH_DIR ? fromRepo(env.LIBRISPEECH_DIR) : join(dataDir(), "librispeech", "LibriSpeech"),
+    librispeechDir: env.LIBRISPEECH_DIR ? fromRepo(env.LIBRISPEECH_DIR) : defaultLibriSpeechDir(),
     hubUrl: env.HUB_URL || undefined,
     calibrationLimit: positive("CALIBRATION_LIMIT", env.CALIBRATION_LIMIT),
     resultsDir: env.RESULTS_DIR ? fromRepo(env.RESULTS_DIR) : join(dataDir(), "results"),
