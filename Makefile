@@ -63,10 +63,11 @@ kernel: install
 	mkdir -p $(dir $(KERNEL_JSON))
 	printf '{"argv": ["%s/node_modules/.bin/tslab", "kernel", "--config-path", "{connection_file}"], "display_name": "TypeScript (tslab)", "language": "typescript"}\n' "$(CURDIR)" > $(KERNEL_JSON)
 
-# Debian packages: Jupyter's headless executor for the notebooks, Chromium for PNG/SVG figures.
+# Debian packages: Jupyter's headless executor for the notebooks, Chromium and a font (Chromium
+# depends on none) for PNG/SVG figures.
 system-deps:
-	@if command -v jupyter-nbconvert > /dev/null && /usr/bin/python3 -c 'import nbclient' 2> /dev/null && test -x /usr/bin/chromium; then :; else \
-	  $(SUDO) apt-get update && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y --no-install-recommends chromium jupyter-nbconvert python3-nbclient jupyter-client jupyter-core python3-ipykernel; fi
+	@if command -v jupyter-nbconvert > /dev/null && /usr/bin/python3 -c 'import nbclient' 2> /dev/null && test -x /usr/bin/chromium && test -d /usr/share/fonts/truetype/dejavu; then :; else \
+	  $(SUDO) apt-get update && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y --no-install-recommends chromium fonts-dejavu-core jupyter-nbconvert python3-nbclient jupyter-client jupyter-core python3-ipykernel; fi
 
 clean:
 	rm -rf build

@@ -12,7 +12,7 @@ import { join } from "node:path";
 import { describe, it } from "node:test";
 import * as ort from "onnxruntime-node";
 import { DataType, GraphBuilder, writeOnnxModel } from "../src/model/onnx.js";
-import { HistogramObserver } from "../src/quant/histogram-observer.js";
+import { histc, HistogramObserver } from "../src/quant/histogram-observer.js";
 import { quantizeTorchInt8 } from "../src/quant/schemes.js";
 import { emitTorchStatic, requantizeOutput } from "../src/recipes/static.js";
 import { base64Float32, FIXTURES, LIBRISPEECH, tempDir } from "./support/env.js";
@@ -37,6 +37,19 @@ describe("PyTorch static int8, as torch computes it", () => {
       assert.deepEqual(o.qparams(), { scale: c.scale, zeroPoint: c.zero_point });
     });
   }
+
+  it("degenerate ranges as torch handles them: a constant tensor, then a range around it", () => {
+    // torch 2.15: torch.histc(tensor([2., 2., 2.]), bins=4, min=2, max=2) and a HistogramObserver(reduce_range=True)
+    // fed torch.full((10,), 3.) then tensor([1., 2., 5., 3.]) (tools/reference venv, printed once)
+    assert.deepEqual(Array.from(histc(Float32Array.of(2, 2, 2), 4, 2, 2)), [0, 0, 3, 0]);
+    const o = new HistogramObserver();
+    o.observe(new Float32Array(10).fill(3));
+    o.observe(Float32Array.of(1, 2, 5, 3));
+    assert.deepEqual([o.min, o.max], [1, 5]);
+    const nonzero = Array.from(o.histogram).flatMap((v, i) => (v ? [[i, v]] : []));
+    assert.deepEqual(nonzero, [[0, 1], [512, 1], [1024, 11], [2047, 1]]);
+    assert.deepEqual(o.qparams(), { scale: 0.03935470059514046, zeroPoint: 0 });
+  });
 
   it("a converted linear layer: calibrated qparams, weight codes and the output", async () => {
     const l = fixture.linear;

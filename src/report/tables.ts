@@ -18,7 +18,7 @@ export interface Table {
 
 /**
  * Values of the paper as quoted in secondary sources (DESIGN.md): never measured here. Each is
- * keyed by the kit's model short name, recipe and split.
+ * keyed by the model's short name (exactly: whisper-tiny's are not whisper-tiny.en's), recipe and split.
  */
 export interface PublishedValue {
   model: string;
@@ -65,7 +65,7 @@ export function mainResultsTable(rows: ResultRow[]): Table {
     groups.set(k, [...(groups.get(k) ?? []), r]);
   }
   const published = (model: string, recipe: string, split: string, metric: PublishedValue["metric"]) =>
-    PUBLISHED.find((p) => model.startsWith(p.model) && p.recipe === recipe && p.split === split && p.metric === metric)?.value ?? null;
+    PUBLISHED.find((p) => model === p.model && p.recipe === recipe && p.split === split && p.metric === metric)?.value ?? null;
   const columns = ["model", "recipe", "execution", "parameter MB", "on-disk MB", "compression %"];
   for (const s of splits) columns.push(`WER % ${s}`, `CER % ${s}`, `WER % ${s} quoted`, `utterances ${s}`, `runaway loops ${s}`);
   columns.push("RTF", "RTFx", "peak memory MB");
