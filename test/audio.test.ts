@@ -4,8 +4,8 @@ import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { describe, it } from "node:test";
 import { decodeAudio, encodeWav16, loadAudio, SAMPLE_RATE } from "../src/audio/decode.js";
-import { FFT } from "../src/audio/fft.js";
-import { logMelSpectrogram, melFilterbank, N_FRAMES, padOrTrim } from "../src/audio/mel.js";
+import { FFT, RealFFT } from "../src/audio/fft.js";
+import { HOP_LENGTH, logMelSpectrogram, melFilterbank, N_FFT, N_FRAMES, padOrTrim } from "../src/audio/mel.js";
 import { resample } from "../src/audio/resample.js";
 import { KitError } from "../src/util/errors.js";
 import { readNpz } from "../src/util/npz.js";
@@ -86,6 +86,70 @@ describe("log-mel features", () => {
       }
       assert.ok(Math.abs(outRe[k]! - sr) < 1e-9 && Math.abs(outIm[k]! - si) < 1e-9, `bin ${k}`);
     }
+  });
+
+  it("the planned FFT equals a direct DFT at sizes with radices 2, 3, 4, 5, 7 and a prime", () => {
+    for (const n of [1, 2, 8, 63, 200, 210, 22]) {
+      const re = Float64Array.from({ length: n }, (_, i) => Math.cos(i * 1.3) - ((i * 31) % 7) / 7);
+      const im = Float64Array.from({ length: n }, (_, i) => Math.sin(i * 0.7));
+      const outRe = new Float64Array(n);
+      const outIm = new Float64Array(n);
+      new FFT(n).transform(re, im, outRe, outIm);
+      for (let k = 0; k < n; k++) {
+        let sr = 0;
+        let si = 0;
+        for (let t = 0; t < n; t++) {
+          const a = (-2 * Math.PI * k * t) / n;
+          sr += re[t]! * Math.cos(a) - im[t]! * Math.sin(a);
+          si += re[t]! * Math.sin(a) + im[t]! * Math.cos(a);
+        }
+        assert.ok(Math.abs(outRe[k]! - sr) < 1e-9 && Math.abs(outIm[k]! - si) < 1e-9, `n ${n}, bin ${k}: ${outRe[k]} ${outIm[k]} vs ${sr} ${si}`);
+      }
+    }
+  });
+
+  it("the real FFT of 400 samples gives every bin 0..200 of the complex one", () => {
+    const x = Float64Array.from({ length: 400 }, (_, i) => Math.sin(i * 0.37) + ((i * 7919) % 13) / 13);
+    const re = new Float64Array(201);
+    const im = new Float64Array(201);
+    new RealFFT(400).transform(x, re, im);
+    const fullRe = new Float64Array(400);
+    const fullIm = new Float64Array(400);
+    new FFT(400).transform(x, new Float64Array(400), fullRe, fullIm);
+    for (let k = 0; k <= 200; k++) assert.ok(Math.abs(re[k]! - fullRe[k]!) < 1e-9 && Math.abs(im[k]! - fullIm[k]!) < 1e-9, `bin ${k}`);
+  });
+
+  it("skipping silent frames gives what transforming every frame gives", () => {
+    // Quiet noise (so that the floor, max - 8, lies below the silent frames' -10), a stretch of
+    // digital silence, noise again, then the 30 s padding.
+    const audio = Float32Array.from({ length: 24000 }, (_, i) => (i >= 8000 && i < 16000 ? 0 : (Math.sin(i * 0.05) * 0.2 + (((i * 7919) % 101) / 101 - 0.5) * 0.05) * 1e-3));
+    const filters = melFilterbank(80);
+    const fast = logMelSpectrogram(audio, 80, filters);
+    // The plain recipe: complex FFT of every frame, power, filterbank, log10, floor, scale.
+    const x = padOrTrim(audio);
+    const fft = new FFT(N_FFT);
+    const frame = new Float64Array(N_FFT);
+    const re = new Float64Array(N_FFT);
+    const im = new Float64Array(N_FFT);
+    const plain = new Float64Array(80 * N_FRAMES);
+    for (let t = 0; t < N_FRAMES; t++) {
+      for (let i = 0; i < N_FFT; i++) {
+        const j = t * HOP_LENGTH - N_FFT / 2 + i;
+        frame[i] = x[j < 0 ? -j : j >= x.length ? 2 * (x.length - 1) - j : j]! * (0.5 - 0.5 * Math.cos((2 * Math.PI * i) / N_FFT));
+      }
+      fft.transform(frame, new Float64Array(N_FFT), re, im);
+      for (let m = 0; m < 80; m++) {
+        let acc = 0;
+        for (let k = 0; k <= N_FFT / 2; k++) acc += filters[m * 201 + k]! * (re[k]! * re[k]! + im[k]! * im[k]!);
+        plain[m * N_FRAMES + t] = Math.log10(Math.max(acc, 1e-10));
+      }
+    }
+    const floor = plain.reduce((a, b) => Math.max(a, b), -Infinity) - 8;
+    let maxDiff = 0;
+    for (let i = 0; i < plain.length; i++) maxDiff = Math.max(maxDiff, Math.abs(fast[i]! - Math.fround((Math.max(plain[i]!, floor) + 4) / 4)));
+    assert.ok(maxDiff < 1e-6, `max difference ${maxDiff}`);
+    assert.ok(floor < -10, `floor ${floor}`);
+    assert.equal(fast[10 * N_FRAMES + 75], Math.fround((-10 + 4) / 4), "a frame inside the silence takes the clamped value");
   });
 
   it("the Slaney filterbank equals OpenAI's mel_filters.npz (80 and 128 bins)", async () => {

@@ -4,7 +4,7 @@
  *   drop the last frame; power spectrum; Slaney mel filterbank; log10 clamped at 1e-10;
  *   floor at (max - 8); (x + 4) / 4.
  */
-import { FFT } from "./fft.js";
+import { RealFFT } from "./fft.js";
 import { SAMPLE_RATE } from "./decode.js";
 
 export const N_FFT = 400;
@@ -70,15 +70,17 @@ function cachedFilterbank(nMels: number): Float32Array {
 export function logMelSpectrogram(audio: Float32Array, nMels = 80, filters: Float32Array = cachedFilterbank(nMels)): Float32Array {
   const x = padOrTrim(audio);
   const pad = N_FFT / 2;
-  const fft = new FFT(N_FFT);
+  const fft = new RealFFT(N_FFT);
   const window = new Float64Array(N_FFT);
   for (let i = 0; i < N_FFT; i++) window[i] = 0.5 - 0.5 * Math.cos((2 * Math.PI * i) / N_FFT); // periodic Hann
-  const frameRe = new Float64Array(N_FFT);
-  const frameIm = new Float64Array(N_FFT);
-  const specRe = new Float64Array(N_FFT);
-  const specIm = new Float64Array(N_FFT);
+  const frame = new Float64Array(N_FFT);
+  const specRe = new Float64Array(N_BINS);
+  const specIm = new Float64Array(N_BINS);
   const power = new Float64Array(N_BINS);
   const logMel = new Float32Array(nMels * N_FRAMES);
+  // A frame of zeros (the padding after a short utterance) has zero power in every bin: its
+  // column is log10 of the clamp, exactly what the transform would give, without computing it.
+  const silentLog = Math.log10(1e-10);
   let maxLog = -Infinity;
   // Each triangular filter is non-zero on a few bins only: [first, end) per filter.
   const support = new Int32Array(2 * nMels);
@@ -98,9 +100,18 @@ export function logMelSpectrogram(audio: Float32Array, nMels = 80, filters: Floa
   const at = (i: number) => x[i < 0 ? -i : i >= x.length ? 2 * (x.length - 1) - i : i]!;
   for (let t = 0; t < N_FRAMES; t++) {
     const start = t * HOP_LENGTH - pad;
-    for (let i = 0; i < N_FFT; i++) frameRe[i] = at(start + i) * window[i]!;
-    frameIm.fill(0);
-    fft.transform(frameRe, frameIm, specRe, specIm);
+    let silent = true;
+    for (let i = 0; i < N_FFT; i++) {
+      const v = at(start + i) * window[i]!;
+      frame[i] = v;
+      if (v !== 0) silent = false;
+    }
+    if (silent) {
+      for (let m = 0; m < nMels; m++) logMel[m * N_FRAMES + t] = silentLog;
+      if (silentLog > maxLog) maxLog = silentLog;
+      continue;
+    }
+    fft.transform(frame, specRe, specIm);
     for (let k = 0; k < N_BINS; k++) power[k] = specRe[k]! * specRe[k]! + specIm[k]! * specIm[k]!;
     for (let m = 0; m < nMels; m++) {
       let acc = 0;
