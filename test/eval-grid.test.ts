@@ -10,6 +10,8 @@ import { babble, babbleTalkers, mixAtSnr, parseNoise, power, whiteNoise } from "
 import { ResultsStore, readJsonl, type RunSummary } from "../src/eval/results-store.js";
 import { mergeStores, runEvaluation } from "../src/eval/runner.js";
 import type { Utterance } from "../src/hub/librispeech.js";
+import { evaluationPart } from "../src/eval/splits.js";
+import { withoutOptions, workerShard } from "../src/eval/worker-processes.js";
 import { miniSplit, ROOT, syntheticModel, tempDir } from "./support/env.js";
 
 const deterministic = (s: RunSummary) => {
@@ -131,5 +133,54 @@ describe("ptq grid killed midway", () => {
     const [x] = (await readJsonl<RunSummary>(join(uninterrupted, "results.jsonl"))).records;
     const [y] = (await readJsonl<RunSummary>(join(killed, "results.jsonl"))).records;
     assert.deepEqual(deterministic(y!), deterministic(x!));
+  });
+});
+
+describe("ptq grid --workers 2", () => {
+  it("the workers of shard i/n split exactly that shard's utterances; their command lines lose --workers, --shard, --threads", () => {
+    const items = Array.from({ length: 23 }, (_, i) => i);
+    for (const shard of [undefined, { index: 1, count: 3 }]) {
+      const parts = [0, 1, 2].map((w) => evaluationPart(items, { full: true, shard: workerShard(shard, w, 3) }));
+      const whole = evaluationPart(items, { full: true, ...(shard ? { shard } : {}) });
+      assert.deepEqual(parts.flat().sort((a, b) => a - b), whole);
+      assert.ok(parts.every((p) => p.length > 0));
+    }
+    assert.deepEqual(withoutOptions(["--config", "g.json", "--workers", "2", "--shard=1/2", "--threads", "1", "--force"], ["workers", "shard", "threads"]), ["--config", "g.json", "--force"]);
+  });
+
+  it("two processes share the store: every utterance once, one summary, the single process's results; a rerun redoes nothing", async () => {
+    const model = await syntheticModel({ dModel: 32, heads: 2, layers: 1, seed: 17 });
+    const { root } = await miniSplit(10);
+    const grid = join(await tempDir(), "grid.json");
+    await writeFile(grid, JSON.stringify({ models: [model], recipes: ["fp32", "hqq/4"], splits: ["mini"], full: true, librispeechDir: root }));
+    const env = { ...process.env, PTQ_DATA_DIR: await tempDir() };
+    const ptq = (results: string, ...extra: string[]) =>
+      new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
+        const p = spawn(process.execPath, [join(ROOT, "build", "src", "cli.js"), "grid", "--config", grid, "--results", results, ...extra], { env, stdio: ["ignore", "pipe", "pipe"] });
+        let stdout = "";
+        let stderr = "";
+        p.stdout.on("data", (d) => (stdout += d));
+        p.stderr.on("data", (d) => (stderr += d));
+        p.on("close", (code) => resolve({ code, stdout, stderr }));
+      });
+    const single = await tempDir();
+    assert.equal((await ptq(single, "--threads", "1")).code, 0);
+    const shared = await tempDir();
+    const run = await ptq(shared, "--workers", "2", "--threads", "1");
+    assert.equal(run.code, 0, run.stderr);
+    const summaries = (await readJsonl<RunSummary>(join(shared, "results.jsonl"))).records;
+    assert.equal(summaries.length, 2, "one summary per run, written by the last worker to finish");
+    const want = new Map((await readJsonl<RunSummary>(join(single, "results.jsonl"))).records.map((r) => [r.key, r]));
+    for (const s of summaries) {
+      assert.deepEqual(deterministic(s), deterministic(want.get(s.key)!));
+      assert.equal(s.timing.processes, 2);
+      const records = (await readJsonl<{ id: string }>(join(shared, "runs", `${s.key}.jsonl`))).records;
+      assert.equal(records.length, 10);
+      assert.equal(new Set(records.map((r) => r.id)).size, 10, "no utterance recorded twice");
+    }
+    assert.deepEqual((await readdir(join(shared, "runs"))).filter((f) => f.endsWith(".summarizing")), [], "no summary marker left");
+    const again = await ptq(shared, "--workers", "2", "--threads", "1");
+    assert.equal(again.code, 0, again.stderr);
+    assert.equal((await readJsonl<RunSummary>(join(shared, "results.jsonl"))).records.length, 2, "finished runs are not redone");
   });
 });

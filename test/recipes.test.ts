@@ -114,6 +114,21 @@ describe("each quantized linear layer in onnxruntime", () => {
     assert.ok(relErr(noOutliers, want) > 10 * err);
   });
 
+  it("4-bit float zero points leave MatMulNBits on integer zero points (its fast kernel) and come back as a group-sum correction; 2-bit keeps them", () => {
+    const w: Weight = { data: Float32Array.from({ length: 8 * 256 }, (_, i) => Math.sin(i * 0.11) + (i % 5) * 0.01), rows: 8, cols: 256 };
+    for (const [id, bits, folded] of [["hqq/4", 4, true], ["quanto/w4", 4, true], ["hqq/2", 2, false]] as const) {
+      const q = findRecipe(id).quantize!(w, {});
+      assert.equal(q.bits, bits);
+      const g = new GraphBuilder("layer");
+      emitMatMulNBits(g, "x", "y", "layer", q, w.rows, w.cols);
+      const nbits = g.nodes.find((n) => n.opType === "MatMulNBits")!;
+      const zeros = g.initializers.get(nbits.input[3]!)!;
+      assert.equal(zeros.dataType, folded ? DataType.UINT8 : DataType.FLOAT, id);
+      assert.equal(g.nodes.some((n) => n.name.endsWith("ShiftCorrection")), folded, id);
+      if (folded) assert.ok((zeros.data as Uint8Array).every((z) => z === 0), `${id}: integer zero points are 0, leaving code x scale`);
+    }
+  });
+
   it("MatMulNBits blocks stay within onnxruntime's 16..256 for any row length (whisper-base's 512, small's 768 and 3072)", async () => {
     assert.deepEqual([[64, 384], [128, 384], [384, 384], [512, 512], [768, 768], [3072, 3072]].map(([g, k]) => nbitsBlock(g!, k!)), [64, 128, 128, 256, 256, 256]);
     const wide: Weight = { data: Float32Array.from({ length: 4 * 1024 }, (_, i) => Math.sin(i * 0.3)), rows: 4, cols: 1024 };

@@ -31,6 +31,8 @@ export interface EvalJob {
   shard?: Selection["shard"];
   noise?: NoiseSpec;
   workers?: number;
+  /** Worker processes sharing the store (ptq eval|grid --workers K), this one among them. */
+  processes?: number;
   force?: boolean;
   /** Recipe options (layer selection, bits, group size), as `ptq quantize` takes them. */
   options?: RecipeOptions;
@@ -75,6 +77,21 @@ function recipeSpec(transcriber: Transcriber): Record<string, unknown> {
   return { ...(recipeOptions ?? {}), ...(typeof calibration === "object" ? { calibration: calibration.source } : {}) };
 }
 
+/**
+ * Everything a job needs on disk before it runs: the model fetched, its graphs built, quantized and
+ * (static recipes) calibrated. Worker processes of one grid get this from their parent, so that
+ * no two of them build the same folder at once.
+ */
+export async function prepareJob(job: EvalJob, context: Pick<JobContext, "transcriberOptions">): Promise<void> {
+  if (!RECIPES_AVAILABLE.includes(job.recipe)) return; // runJob names the problem
+  const modelDir = await resolveModelDir(job.model, context.transcriberOptions.hub ?? {});
+  const calibration =
+    findRecipe(job.recipe).scheme === "static"
+      ? splitCalibration(modelDir, job.split, await buildManifest(job.librispeechDir ?? defaultLibriSpeechDir(), job.split), context.transcriberOptions, job.calibrationLimit)
+      : undefined;
+  await ensureQuantizedModel(modelDir, job.recipe, job.options ?? {}, calibration);
+}
+
 export async function runJob(job: EvalJob, context: JobContext): Promise<RunOutcome> {
   if (!RECIPES_AVAILABLE.includes(job.recipe)) {
     throw new KitError(`unknown recipe '${job.recipe}'`, { field: "recipe", fix: `recipes available: ${RECIPES_AVAILABLE.join(", ")}` });
@@ -110,6 +127,7 @@ export async function runJob(job: EvalJob, context: JobContext): Promise<RunOutc
       utterances,
       store: context.store,
       workers: job.workers ?? 1,
+      processes: job.processes ?? 1,
       force: job.force ?? false,
       conditions,
       ...(job.shard ? { shard: job.shard } : {}),

@@ -8,7 +8,7 @@
  * earlier line, and the file is cut back to its last complete line before the next append.
  */
 import { createHash } from "node:crypto";
-import { mkdir, open, readdir, readFile, truncate } from "node:fs/promises";
+import { mkdir, open, readdir, readFile, rm, truncate } from "node:fs/promises";
 import { join } from "node:path";
 import { KitError } from "../util/errors.js";
 import { exists, readJson, writeJsonAtomic } from "../util/fs.js";
@@ -117,7 +117,36 @@ export class ResultsStore {
   readonly warnings: string[] = [];
   private readonly repaired = new Set<string>();
 
-  constructor(readonly dir: string) {}
+  /**
+   * `sharedWithOtherProcesses`: worker processes of one `ptq eval|grid --workers K` append to the
+   * same files (one small O_APPEND write per line). They must not cut what looks like a partial
+   * last line, which may be another process's line being written: the parent repairs first.
+   */
+  constructor(
+    readonly dir: string,
+    private readonly sharedWithOtherProcesses = false,
+  ) {}
+
+  /** Cut the partial last lines an interrupted run left in every file of the store (before worker processes start). */
+  async repairAll(): Promise<void> {
+    const runs = join(this.dir, "runs");
+    const names = await readdir(runs).catch(() => [] as string[]);
+    const files = [this.resultsFile, ...names.filter((f) => f.endsWith(".jsonl")).map((f) => join(runs, f))];
+    for (const file of files) await this.repair(file);
+    // A summary marker left by a killed worker would stop every later one from summarizing.
+    for (const f of names.filter((f) => f.endsWith(".summarizing"))) await rm(join(runs, f), { force: true });
+  }
+
+  private async repair(file: string): Promise<void> {
+    if (this.repaired.has(file)) return;
+    await mkdir(join(file, ".."), { recursive: true });
+    const read = await readJsonl<unknown>(file);
+    if (read.truncatedTail) {
+      await truncate(file, read.goodBytes);
+      this.warnings.push(`${file}: dropped a partial last line left by an interrupted write`);
+    }
+    this.repaired.add(file);
+  }
 
   private runFile(key: string): string {
     return join(this.dir, "runs", `${key}.jsonl`);
@@ -129,16 +158,9 @@ export class ResultsStore {
 
   /** Append one line durably; a crash mid-write leaves at most a partial last line. */
   private async append(file: string, record: unknown): Promise<void> {
-    if (!this.repaired.has(file)) {
-      // Once per file and process: cut a partial last line from an earlier crash.
-      await mkdir(join(file, ".."), { recursive: true });
-      const read = await readJsonl<unknown>(file);
-      if (read.truncatedTail) {
-        await truncate(file, read.goodBytes);
-        this.warnings.push(`${file}: dropped a partial last line left by an interrupted write`);
-      }
-      this.repaired.add(file);
-    }
+    // Once per file and process: cut a partial last line from an earlier crash.
+    if (this.sharedWithOtherProcesses) await mkdir(join(file, ".."), { recursive: true });
+    else await this.repair(file);
     const handle = await open(file, "a");
     try {
       await handle.write(JSON.stringify(record) + "\n");
@@ -175,7 +197,7 @@ export class ResultsStore {
 
   async finishedUtterances(key: string): Promise<Map<string, UtteranceResult>> {
     const read = await readJsonl<UtteranceResult>(this.runFile(key));
-    if (read.truncatedTail) this.warnings.push(`${this.runFile(key)}: a partial last line will be recomputed`);
+    if (read.truncatedTail && !this.sharedWithOtherProcesses) this.warnings.push(`${this.runFile(key)}: a partial last line will be recomputed`);
     return new Map(read.records.map((r) => [r.id, r]));
   }
 
@@ -191,6 +213,22 @@ export class ResultsStore {
 
   async summary(key: string): Promise<RunSummary | undefined> {
     return (await this.summaries()).findLast((s) => s.key === key);
+  }
+
+  /**
+   * Worker processes: the right to summarize `key`, taken by creating a marker file exclusively;
+   * false when another process holds it. `release` after the summary is written.
+   */
+  async claimSummary(key: string): Promise<{ claimed: boolean; release: () => Promise<void> }> {
+    const marker = join(this.dir, "runs", `${key}.summarizing`);
+    await mkdir(join(this.dir, "runs"), { recursive: true });
+    try {
+      await (await open(marker, "wx")).close();
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === "EEXIST") return { claimed: false, release: async () => {} };
+      throw err;
+    }
+    return { claimed: true, release: () => rm(marker, { force: true }) };
   }
 
   async appendSummary(summary: RunSummary): Promise<void> {

@@ -27,7 +27,9 @@ export interface EvalRequest {
   utterances: Utterance[]; // the whole run (before sharding)
   shard?: Selection["shard"]; // this process computes only its shard of `utterances`
   store: ResultsStore;
-  workers?: number; // utterances in flight at once
+  workers?: number; // utterances in flight at once in this process (onnxruntime runs one at a time: no gain measured)
+  /** Worker processes sharing `store` (ptq eval|grid --workers K); the last to finish writes the summary. */
+  processes?: number;
   force?: boolean; // recompute even if finished
   conditions?: Record<string, unknown>;
   /** Audio transform applied before features (noise mixing); describe it in `conditions`. */
@@ -189,15 +191,27 @@ export async function runEvaluation(request: EvalRequest): Promise<RunOutcome> {
   const workers = Math.max(1, request.workers ?? 1);
   await Promise.all(Array.from({ length: workers }, worker));
   const wallSeconds = (performance.now() - started) / 1000;
+  if (!spec.utteranceIds.every((id) => done.has(id)) && (request.processes ?? 1) > 1) {
+    // Other worker processes may have finished the rest meanwhile: the last one summarizes.
+    for (const [id, r] of await store.finishedUtterances(key)) if (!done.has(id)) done.set(id, r);
+    if (await store.summary(key)) return { key, summary: null, done: done.size, total };
+  }
   if (!spec.utteranceIds.every((id) => done.has(id))) return { key, summary: null, done: done.size, total };
+  const claim = (request.processes ?? 1) > 1 ? await store.claimSummary(key) : null;
+  if (claim && (!claim.claimed || (await store.summary(key)))) {
+    await claim.release();
+    return { key, summary: null, done: done.size, total }; // another worker process summarizes
+  }
   const summary = summarize(key, spec, done, {
     lastProcessUtterances: todo.length,
     lastProcessWallSeconds: wallSeconds,
     lastProcessRtfx: timedAudio > 0 ? timedAudio / wallSeconds : NaN,
     workers,
+    processes: request.processes ?? 1,
     peakRssMB: peakRssMB(),
   }, sizeOf(request.transcriber.manifest));
   await store.appendSummary(summary);
+  await claim?.release();
   return { key, summary, done: total, total };
 }
 

@@ -60,7 +60,20 @@ export function emitMatMulNBits(g: GraphBuilder, x: string, out: string, name: s
     g.initializer(`${name}.zeros`, zeros, [zeros.length], DataType.UINT8);
     inputs.push(`${name}.zeros`);
     zeroBytes = 0; // a constant offset the format needs, not a parameter of the scheme
+  } else if (q.zeros && bits === 4) {
+    // onnxruntime's fast 4-bit kernels take integer zero points only; with float ones it expands
+    // the whole weight on every call (8x the fp32 time for one decoder row). Integer zero points
+    // of 0 leave code * scale, and the float zero point, one per group, becomes a correction:
+    //   sum_k x_k (code_k scale - shift) = sum_k x_k code_k scale - sum_g shift_g (sum_(k in g) x_k)
+    // the same values, summed in another order.
+    const zeros = new Uint8Array(n * Math.ceil(blocksPerRow / 2));
+    g.initializer(`${name}.zeros`, zeros, [zeros.length], DataType.UINT8);
+    inputs.push(`${name}.zeros`);
+    g.op("MatMulNBits", inputs, { K: k, N: n, bits, block_size: block, accuracy_level: 0 }, { domain: MS, name: `${name}/quant/MatMulNBits`, output: `${out}/codes_x_scales` });
+    g.op("Add", [`${out}/codes_x_scales`, emitGroupShiftCorrection(g, x, name, q, n, k)], {}, { name: `${name}/quant/ZeroPointCorrection`, output: out });
+    return Math.ceil((n * k * bits) / 8) + 4 * q.scales.length + 4 * q.zeros.length;
   } else if (q.zeros) {
+    // 2-bit: the float zero point is the fast path (integer ones fall back to a slow kernel).
     const zeros = new Float32Array(n * blocksPerRow);
     for (let r = 0; r < n; r++) {
       for (let b = 0; b < blocksPerRow; b++) {
@@ -74,6 +87,31 @@ export function emitMatMulNBits(g: GraphBuilder, x: string, out: string, name: s
   }
   g.op("MatMulNBits", inputs, { K: k, N: n, bits, block_size: block, accuracy_level: 0 }, { domain: MS, name: `${name}/quant/MatMulNBits`, output: out });
   return Math.ceil((n * k * bits) / 8) + 4 * q.scales.length + zeroBytes;
+}
+
+/**
+ * -(sum over each group of x) x (each group's shift), [..., N]: what a float zero point adds to
+ * code * scale. Shift per group: quanto's `shift`, or HQQ's zero * scale (float32, as it dequantizes).
+ * Group sums are one MatMul with a 0/1 matrix [K, G], shared by the layers of the same K and group.
+ */
+function emitGroupShiftCorrection(g: GraphBuilder, x: string, name: string, q: QuantizedWeight, n: number, k: number): string {
+  const groups = k / q.groupSize;
+  const indicator = `group_sums.${k}x${q.groupSize}`;
+  if (!g.initializers.has(indicator)) {
+    const ones = new Float32Array(k * groups);
+    for (let c = 0; c < k; c++) ones[c * groups + Math.floor(c / q.groupSize)] = 1;
+    g.initializer(indicator, ones, [k, groups]);
+  }
+  const negShift = new Float32Array(groups * n); // [G, N]
+  for (let r = 0; r < n; r++) {
+    for (let gi = 0; gi < groups; gi++) {
+      const zero = q.zeros![r * groups + gi]!;
+      negShift[gi * n + r] = -(q.convention === "shift" ? zero : Math.fround(zero * q.scales[r * groups + gi]!));
+    }
+  }
+  g.initializer(`${name}.neg_shift`, negShift, [groups, n]);
+  const sums = g.op("MatMul", [x, indicator], {}, { name: `${name}/quant/GroupSums` });
+  return g.op("MatMul", [sums, `${name}.neg_shift`], {}, { name: `${name}/quant/ShiftCorrection` });
 }
 
 /**

@@ -208,6 +208,9 @@ export async function quantizeWithCalibration(fp32Dir: string, recipeId: string,
   return quantizeModel(fp32Dir, recipeId, options, outDir, { mode: "calibrated", source: calibration.source, activations, seconds });
 }
 
+/** Bumped when the emitted graphs change for the same recipe (2: 4-bit float zero points folded out of MatMulNBits), so caches rebuild. */
+export const QUANTIZED_GRAPH_VERSION = 2;
+
 /**
  * The quantized graphs for a model folder and recipe, made once and cached beside the fp32 build.
  * Static recipes first write their calibration graphs, run `calibration` over them, and bake the
@@ -217,7 +220,7 @@ export async function ensureQuantizedModel(modelDir: string, recipeId: string, o
   const fp32 = await ensureOnnxModel(modelDir);
   if (recipeId === "fp32") return fp32;
   const recipe = findRecipe(recipeId);
-  const key = recipe.scheme === "static" ? { recipeId, options, calibration: calibration?.source } : { recipeId, options };
+  const key = { recipeId, options, graphs: QUANTIZED_GRAPH_VERSION, ...(recipe.scheme === "static" ? { calibration: calibration?.source } : {}) };
   const tag = createHash("sha256").update(JSON.stringify(key)).digest("hex").slice(0, 12);
   const dir = join(fp32.dir, "..", `${recipeId.replace("/", "-")}-${tag}`);
   if (await exists(join(dir, MANIFEST_FILE))) return { dir, manifest: await readJson<ModelManifest>(join(dir, MANIFEST_FILE)) };
