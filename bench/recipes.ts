@@ -6,7 +6,7 @@
  * decoding excluded, as for the peers), peak resident memory, and WER on the set, so that speed is
  * never read without accuracy.
  *
- *   make bench [BENCH_MODEL=dir] [RECIPES=a,b] [LIMIT=20] [THREADS=2] [WORKERS=1]
+ *   make bench [BENCH_MODEL=dir] [RECIPES=a,b@accuracy-level=4] [LIMIT=20] [THREADS=2] [WORKERS=1]
  *              [LIBRISPEECH_DIR=...] [PEERS_PYTHON=python-with-torch-transformers-faster-whisper]
  *              [PEERS_CT2=ct2 model dir]
  *
@@ -15,11 +15,14 @@
  * train-clean-5's evaluation part. WORKERS > 1 splits the utterances over that many processes of
  * THREADS / WORKERS intra-op threads each, started together (throughput on the same cores; memory
  * is then the sum of the processes'). Prints a table; writes data/bench/recipes-<time>.json.
- * With PEERS_PYTHON, the peers of tools/bench-peers/peers.py run on the same utterances with the
- * threads of one kit process; their WER is computed here with the kit's normalizer, and each
- * recipe's RTFx is printed as a ratio to each peer's.
+ * With PEERS_PYTHON, the peers of tools/bench-peers/peers.py run on the same utterances in the
+ * same layout (processes x threads); their WER is computed here with the kit's normalizer, and
+ * each recipe's RTFx is printed as a ratio to each peer's.
  */
-import { execFileSync, spawn } from "node:child_process";
+import { execFile, execFileSync, spawn } from "node:child_process";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { promisify } from "node:util";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -34,38 +37,51 @@ import { evaluationPart } from "../src/eval/splits.js";
 import { addCounts, align, countsOf, emptyCounts, errorRate, words } from "../src/eval/wer.js";
 import { buildManifest } from "../src/hub/librispeech.js";
 import { writeSyntheticWhisper } from "../src/model/synthetic.js";
-import { findRecipe } from "../src/recipes/catalog.js";
+import { findRecipe, type RecipeOptions } from "../src/recipes/catalog.js";
 import { ensureQuantizedModel } from "../src/recipes/quantize-model.js";
 import { dataDir, repoRoot, sharedDataDir, writeFileAtomic, writeJsonAtomic } from "../src/util/fs.js";
 
+const execFileAsync = promisify(execFile);
+
 interface PeerResult {
   system: string;
-  threads: number; // intra-op threads of the one process measured
-  measuredRtfx: number;
-  /** RTFx compared with: the measured one, or with W kit processes, W x the 1-process figure (perfect scaling, in the peer's favour). */
+  layout: string; // processes x threads each, as the kit's rows
   rtfx: number;
   wer: number; // percent, the kit's normalizer and WER on the peer's texts
 }
 
+interface PeerOutput {
+  systems: Array<{ system: string; wallSeconds: number; audioSeconds: number; texts: string[] }>;
+}
+
 /**
- * tools/bench-peers/peers.py on the same files, greedy, with the threads each kit process has; WER
- * scored here, as the kit scores its own. Against W kit processes a peer is credited W times its
- * one-process RTFx: an upper bound for it, so a ratio above 1 is not an artefact of the layout.
+ * tools/bench-peers/peers.py on the same files, greedy, in the kit's layout: W processes of
+ * THREADS / W threads, each on every W-th file, each system's timed part started together (a
+ * barrier folder). RTFx: all audio over the slowest process's wall time. WER scored here, as the
+ * kit scores its own.
  */
 async function runPeers(python: string, modelDir: string, ct2: string, threads: number, workers: number, files: string[], references: string[]): Promise<PeerResult[]> {
-  const list = join(dataDir(), "bench", "peers-files.txt");
-  await writeFileAtomic(list, files.join("\n"));
   const script = join(repoRoot(), "tools", "bench-peers", "peers.py");
   const perProcess = workers === 1 ? threads : Math.max(1, Math.floor(threads / workers));
-  const out = JSON.parse(execFileSync(python, [script, modelDir, ct2, String(perProcess), list], { encoding: "utf8", maxBuffer: 1 << 26, stdio: ["ignore", "pipe", "ignore"] })) as { systems: Array<{ system: string; rtfx: number; texts: string[] }> };
+  const barrier = await mkdtemp(join(tmpdir(), "peers-barrier-"));
+  const shards = Array.from({ length: workers }, (_, w) => files.map((f, i) => [i, f] as const).filter(([i]) => i % workers === w));
+  const outputs = await Promise.all(
+    shards.map(async (shard, w) => {
+      const list = join(dataDir(), "bench", `peers-files-${w}.txt`);
+      await writeFileAtomic(list, shard.map(([, f]) => f).join("\n"));
+      const { stdout } = await execFileAsync(python, [script, modelDir, ct2, String(perProcess), list, barrier, String(workers)], { encoding: "utf8", maxBuffer: 1 << 26 });
+      return JSON.parse(stdout) as PeerOutput;
+    }),
+  );
+  await rm(barrier, { recursive: true, force: true });
   const normalizer = await EnglishTextNormalizer.load(modelDir);
-  return out.systems.map((s) => ({
-    system: s.system,
-    threads: perProcess,
-    measuredRtfx: s.rtfx,
-    rtfx: s.rtfx * workers,
-    wer: corpusWer(normalizer, s.texts.map((text, i) => [references[i]!, text])),
-  }));
+  return outputs[0]!.systems.map((first, s) => {
+    const texts: string[] = [];
+    shards.forEach((shard, w) => shard.forEach(([i], k) => (texts[i] = outputs[w]!.systems[s]!.texts[k]!)));
+    const audio = outputs.reduce((a, o) => a + o.systems[s]!.audioSeconds, 0);
+    const wall = Math.max(...outputs.map((o) => o.systems[s]!.wallSeconds));
+    return { system: first.system, layout: `${workers} x ${perProcess}`, rtfx: audio / wall, wer: corpusWer(normalizer, texts.map((text, i) => [references[i]!, text])) };
+  });
 }
 
 interface RecipeBench {
@@ -174,17 +190,30 @@ async function measureInWorkers(modelDir: string, onnxDir: string, paths: string
   return Promise.all(children.map((c) => c.done));
 }
 
+/** A RECIPES entry: a recipe id, optionally "@accuracy-level=4" (MatMulNBits with int8 activations). */
+function parseRecipeEntry(entry: string): { id: string; options: RecipeOptions } {
+  const [id, ...settings] = entry.split("@");
+  const options: RecipeOptions = {};
+  for (const setting of settings) {
+    const m = /^accuracy-level=(0|4)$/.exec(setting);
+    if (!m) throw new Error(`RECIPES entry '${entry}': only @accuracy-level=0|4 is understood`);
+    options.accuracyLevel = Number(m[1]) as 0 | 4;
+  }
+  return { id: id!, options };
+}
+
 /** One recipe, measured from this process (the parent runs each recipe in a fresh child). */
 async function measure(modelDir: string, recipe: string, split: string, root: string, limit: number, threads: number, workers: number): Promise<RecipeBench> {
   const manifest = await buildManifest(root, split);
   const utterances = evaluationPart(manifest, { limit });
-  const calibration = findRecipe(recipe).scheme === "static" ? splitCalibration(modelDir, split, manifest, { threads }, Number(process.env.CALIBRATION_LIMIT ?? 20)) : undefined;
-  const quantized = await ensureQuantizedModel(modelDir, recipe, {}, calibration);
+  const { id, options } = parseRecipeEntry(recipe);
+  const calibration = findRecipe(id).scheme === "static" ? splitCalibration(modelDir, split, manifest, { threads }, Number(process.env.CALIBRATION_LIMIT ?? 20)) : undefined;
+  const quantized = await ensureQuantizedModel(modelDir, id, options, calibration);
   const paths = utterances.map((u) => u.path);
   const shards = workers === 1 ? [await measureShard(modelDir, quantized.dir, paths.map((p, i) => [i, p]), threads, async () => {})] : await measureInWorkers(modelDir, quantized.dir, paths, workers, Math.max(1, Math.floor(threads / workers)));
   const normalizer = await EnglishTextNormalizer.load(modelDir);
   const hypotheses = new Map(shards.flatMap((s) => s.texts));
-  const execution = [...new Set(quantized.manifest.parameters.map((p) => p.execution ?? "fp32"))].filter((e) => e !== "fp32" || recipe === "fp32").join(" + ");
+  const execution = [...new Set(quantized.manifest.parameters.map((p) => p.execution ?? "fp32"))].filter((e) => e !== "fp32" || recipe === "fp32").join(" + ") + (options.accuracyLevel === 4 ? " (int8 activations)" : "");
   const audio = shards.reduce((a, s) => a + s.audioSeconds, 0);
   const tokens = shards.reduce((a, s) => a + s.tokens, 0);
   return {
@@ -249,8 +278,8 @@ async function main(): Promise<void> {
   if (process.env.PEERS_PYTHON) {
     const utterances = evaluationPart(await buildManifest(root, "train-clean-5"), { limit });
     peers = await runPeers(process.env.PEERS_PYTHON, modelDir, process.env.PEERS_CT2 ?? "-", threads, workers, utterances.map((u) => u.path), utterances.map((u) => u.transcript));
-    console.log(`\n| peer | threads | RTFx measured | RTFx compared${workers > 1 ? ` (${workers} x measured)` : ""} | WER % |\n|---|---|---|---|---|`);
-    for (const p of peers) console.log(`| ${p.system} | ${p.threads} | ${p.measuredRtfx.toFixed(2)} | ${p.rtfx.toFixed(2)} | ${p.wer.toFixed(2)} |`);
+    console.log("\n| peer | processes x threads | RTFx | WER % |\n|---|---|---|---|");
+    for (const p of peers) console.log(`| ${p.system} | ${p.layout} | ${p.rtfx.toFixed(2)} | ${p.wer.toFixed(2)} |`);
     console.log(`\n| recipe | ${peers.map((p) => `RTFx / ${p.system}`).join(" | ")} |\n|---|${peers.map(() => "---").join("|")}|`);
     for (const r of rows) console.log(`| ${r.recipe} | ${peers.map((p) => (r.rtfx / p.rtfx).toFixed(2)).join(" | ")} |`);
   }

@@ -6,6 +6,7 @@
  *   ptq transcribe --model <id|dir> [--language en|auto|..] [--threads N] FILE...
  *   ptq recipes
   ptq quantize --model <id|dir> --recipe <id> [--bits N] [--group-size N] [--axis 0|1] [--granularity per_tensor|per_channel]
+               [--accuracy-level 0|4]  (MatMulNBits recipes; 4: int8 activations, not the library's numerics)
                [--include GLOB,...] [--exclude GLOB,...] [--out DIR]
                static recipes: --split NAME [--librispeech-dir DIR] [--calibration-limit N]
   ptq import ct2 <folder|model.bin|part>... --out DIR [--assets DIR]
@@ -231,6 +232,7 @@ async function main(argv: string[]): Promise<number> {
           recipe: { type: "string" },
           bits: { type: "string" },
           "group-size": { type: "string" },
+          "accuracy-level": { type: "string" },
           axis: { type: "string" },
           granularity: { type: "string" },
           include: { type: "string" },
@@ -246,6 +248,7 @@ async function main(argv: string[]): Promise<number> {
       const options: RecipeOptions = {};
       if (values.bits) options.bits = positiveInt(values.bits, "--bits");
       if (values["group-size"]) options.groupSize = positiveInt(values["group-size"], "--group-size");
+      if (values["accuracy-level"] !== undefined) options.accuracyLevel = Number(values["accuracy-level"]) as 0 | 4; // checked with the recipe
       if (values.axis) {
         if (values.axis !== "0" && values.axis !== "1") throw new KitError("--axis must be 0 or 1", { field: "--axis", fix: "HQQ groups along axis 1 (input features) by default" });
         options.axis = Number(values.axis) as 0 | 1;

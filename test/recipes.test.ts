@@ -99,6 +99,17 @@ describe("each quantized linear layer in onnxruntime", () => {
     });
   }
 
+  it("accuracy_level 4 (int8 activations) is close to the library's numerics but not them; level 0 is them", async () => {
+    for (const id of ["quanto/w8", "hqq/4"]) {
+      const q = findRecipe(id).quantize!(w, {});
+      const want = reference(x, dequantize(q), rows, w.cols, w.rows);
+      const exact = relErr(await runLayer((g) => emitMatMulNBits(g, "x", "y", "layer", q, w.rows, w.cols, 0), x, rows, w.cols, w.rows), want);
+      const int8 = relErr(await runLayer((g) => emitMatMulNBits(g, "x", "y", "layer", q, w.rows, w.cols, 4), x, rows, w.cols, w.rows), want);
+      assert.ok(exact < 2e-6, `${id} level 0: ${exact}`);
+      assert.ok(int8 > 1e-4 && int8 < 2e-2, `${id} level 4: relative error ${int8} (int8 activation rounding)`);
+    }
+  });
+
   it("bnb/llm-int8: int8 GEMM plus floating outlier columns matches bitsandbytes' own output", async () => {
     const ref = fx.bnb.llm_int8;
     const input = f32(ref.input);
@@ -211,6 +222,8 @@ describe("quantized models", () => {
       ["hqq/4", { groupSize: 100 }, /cannot quantize .* group size 100 does not divide/],
       ["quanto/w4", { bits: 3 }, /quanto\/w4 does not support 3 bits/],
       ["quanto/w4", { groupSize: 64 }, /takes no --group-size/],
+      ["bnb/nf4", { accuracyLevel: 4 }, /does not run on MatMulNBits: --accuracy-level does not apply/],
+      ["quanto/w8", { accuracyLevel: 2 }, /--accuracy-level must be 0 or 4, got 2/],
       ["hqq/9", {}, /unknown recipe 'hqq\/9'/],
       ["pytorch/static-int8", {}, /static recipe: its activation scales come from calibration data, and none was given/],
       ["fp32", {}, /nothing to quantize/],

@@ -25,6 +25,12 @@ export interface RecipeOptions {
   granularity?: "per_tensor" | "per_channel";
   include?: string[]; // globs over parameter names (linear layer prefixes)
   exclude?: string[];
+  /**
+   * MatMulNBits recipes only. 0 (default): fp32 compute on the dequantized weights, the library's
+   * numerics. 4: onnxruntime quantizes each activation block to int8 and sums integers: faster,
+   * and no longer the library's computation (every table says so).
+   */
+  accuracyLevel?: 0 | 4;
 }
 
 export interface Recipe {

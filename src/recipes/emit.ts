@@ -31,7 +31,7 @@ export function fitsMatMulNBits(q: QuantizedWeight, k: number): boolean {
  * value = (code - zero) * scale. Quanto's shift convention (code * scale - shift) becomes the float
  * zero point shift / scale; symmetric int8 codes are stored offset by 128 with zero point 128.
  */
-export function emitMatMulNBits(g: GraphBuilder, x: string, out: string, name: string, q: QuantizedWeight, n: number, k: number): number {
+export function emitMatMulNBits(g: GraphBuilder, x: string, out: string, name: string, q: QuantizedWeight, n: number, k: number, accuracyLevel: 0 | 4 = 0): number {
   const bits = q.bits;
   const block = nbitsBlock(q.groupSize, k);
   const blocksPerRow = k / block;
@@ -69,7 +69,7 @@ export function emitMatMulNBits(g: GraphBuilder, x: string, out: string, name: s
     const zeros = new Uint8Array(n * Math.ceil(blocksPerRow / 2));
     g.initializer(`${name}.zeros`, zeros, [zeros.length], DataType.UINT8);
     inputs.push(`${name}.zeros`);
-    g.op("MatMulNBits", inputs, { K: k, N: n, bits, block_size: block, accuracy_level: 0 }, { domain: MS, name: `${name}/quant/MatMulNBits`, output: `${out}/codes_x_scales` });
+    g.op("MatMulNBits", inputs, { K: k, N: n, bits, block_size: block, accuracy_level: accuracyLevel }, { domain: MS, name: `${name}/quant/MatMulNBits`, output: `${out}/codes_x_scales` });
     g.op("Add", [`${out}/codes_x_scales`, emitGroupShiftCorrection(g, x, name, q, n, k)], {}, { name: `${name}/quant/ZeroPointCorrection`, output: out });
     return Math.ceil((n * k * bits) / 8) + 4 * q.scales.length + 4 * q.zeros.length;
   } else if (q.zeros) {
@@ -85,7 +85,7 @@ export function emitMatMulNBits(g: GraphBuilder, x: string, out: string, name: s
     inputs.push(`${name}.zeros`);
     zeroBytes = 4 * (q.zeros.length);
   }
-  g.op("MatMulNBits", inputs, { K: k, N: n, bits, block_size: block, accuracy_level: 0 }, { domain: MS, name: `${name}/quant/MatMulNBits`, output: out });
+  g.op("MatMulNBits", inputs, { K: k, N: n, bits, block_size: block, accuracy_level: accuracyLevel }, { domain: MS, name: `${name}/quant/MatMulNBits`, output: out });
   return Math.ceil((n * k * bits) / 8) + 4 * q.scales.length + zeroBytes;
 }
 

@@ -42,14 +42,19 @@ function checkOptions(recipe: Recipe, options: RecipeOptions): void {
   if (options.groupSize !== undefined && (!Number.isInteger(options.groupSize) || options.groupSize < 1)) {
     throw new KitError(`--group-size must be a positive integer, got ${options.groupSize}`, { field: "--group-size", fix: "e.g. --group-size 64" });
   }
+  if (options.accuracyLevel !== undefined) {
+    if (options.accuracyLevel !== 0 && options.accuracyLevel !== 4) throw new KitError(`--accuracy-level must be 0 or 4, got ${options.accuracyLevel}`, { field: "--accuracy-level", fix: "0: the library's fp32 numerics; 4: int8 activations (faster)" });
+    if (recipe.execution(options) !== "MatMulNBits" || recipe.scheme === "static") throw new KitError(`${recipe.id} does not run on MatMulNBits: --accuracy-level does not apply`, { field: "--accuracy-level", fix: "use it with quanto/w8, quanto/w4, quanto/w2 or hqq/4, hqq/2" });
+  }
   if (options.groupSize !== undefined && recipe.library !== "hqq") {
     throw new KitError(`${recipe.id} takes no --group-size: ${recipe.library} fixes its own grouping (${recipe.granularity})`, { field: "--group-size", fix: "drop --group-size, or use an hqq recipe" });
   }
 }
 
-function describe(recipe: Recipe, q: QuantizedWeight, execution: Execution): string {
+function describe(recipe: Recipe, q: QuantizedWeight, execution: Execution, options: RecipeOptions): string {
   const grouping = q.groupSize === q.codes.length ? "per-tensor" : `group ${q.groupSize}`;
-  return `${recipe.library} ${q.convention} ${q.bits}-bit ${grouping} (${execution})`;
+  const int8Activations = execution === "MatMulNBits" && options.accuracyLevel === 4 ? ", int8 activations: accuracy_level 4" : "";
+  return `${recipe.library} ${q.convention} ${q.bits}-bit ${grouping} (${execution}${int8Activations})`;
 }
 
 /**
@@ -117,14 +122,14 @@ export async function quantizeModel(fp32Dir: string, recipeId: string, options: 
         if (activations) x = calibrationInput(g, x, layer, activations); // calibration form: weight-only numerics behind a fake-quantized input
         const weightPath: Execution = activations ? "dequantized at load" : execution; // calibration runs float GEMMs: fast, same values up to summation order
         path = weightPath === "MatMulNBits" && !fitsMatMulNBits(q, k) ? "dequantized at load" : weightPath;
-        if (path === "MatMulNBits") bytes = emitMatMulNBits(g, x, out, layer, q, n, k);
+        if (path === "MatMulNBits") bytes = emitMatMulNBits(g, x, out, layer, q, n, k, options.accuracyLevel ?? 0);
         else if (path === "MatMulBnb4") bytes = emitMatMulBnb4(g, x, out, layer, q, packBnb4(q.codes), recipe.id.includes("fp4") ? "fp4" : "nf4", n, k, recipe.doubleQuant ? doubleQuantizeAbsmax(q.scales) : undefined);
         else if (path === "MatMulInteger") bytes = recipe.llmInt8 ? emitLlmInt8(g, x, out, layer, q, n, k) : emitTorchDynamic(g, x, out, layer, q, n, k);
         else bytes = emitDequantized(g, x, out, layer, q, n, k, recipe.fp16Compute ?? false);
       }
       const name = `${layer}.weight`;
       const record: ParameterRecord = records.get(name) ?? { name, shape: [n, k], graph: g.name.includes("encoder") ? "encoder" : "decoder", format: "fp32", bytes: 0 };
-      records.set(name, { ...record, format: describe(recipe, q, path), bytes, execution: path });
+      records.set(name, { ...record, format: describe(recipe, q, path, options), bytes, execution: path });
     };
 
     for (const file of [ENCODER_FILE, DECODER_FILE]) {

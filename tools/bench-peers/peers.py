@@ -4,12 +4,15 @@ transformers WhisperForConditionalGeneration fp32 (the study's pipeline), the sa
 torch.ao.quantization.quantize_dynamic(nn.Linear, qint8), and faster-whisper with int8 compute on
 a CTranslate2 model. Never needed by users.
 
-    python3 tools/bench-peers/peers.py HF_MODEL_DIR CT2_MODEL_DIR|- THREADS FILE_LIST > peers.json
+    python3 tools/bench-peers/peers.py HF_MODEL_DIR CT2_MODEL_DIR|- THREADS FILE_LIST [BARRIER_DIR PROCESSES] > peers.json
 
 Per system: the first file is a warm-up; then wall time over all files (features included, audio
-decoding excluded for all three alike), and the text of each file for WER.
+decoding excluded for all three alike), and the text of each file for WER. With BARRIER_DIR,
+PROCESSES copies of this script (each on its share of the files) start each system's timed part
+together, as the kit's worker processes do.
 """
 import json
+import os
 import sys
 import time
 
@@ -27,8 +30,21 @@ def load(files):
     return out
 
 
+BARRIER = None  # (folder, processes) when several copies run at once
+
+
+def wait_for_peers(name):
+    if BARRIER is None:
+        return
+    folder, processes = BARRIER
+    open(os.path.join(folder, f"{name}.{os.getpid()}"), "w").close()
+    while sum(1 for f in os.listdir(folder) if f.startswith(name + ".")) < processes:
+        time.sleep(0.005)
+
+
 def timed(name, transcribe, audios):
     transcribe(audios[0])  # warm-up
+    wait_for_peers(name)
     start = time.perf_counter()
     texts = [transcribe(a) for a in audios]
     wall = time.perf_counter() - start
@@ -70,8 +86,11 @@ def faster_whisper_system(ct2_dir, threads, audios):
 
 
 def main():
+    global BARRIER
     hf_dir, ct2_dir, threads, file_list = sys.argv[1:5]
     threads = int(threads)
+    if len(sys.argv) > 6:
+        BARRIER = (sys.argv[5], int(sys.argv[6]))
     torch.set_num_threads(threads)
     audios = load(open(file_list).read().split())
     results = hf_systems(hf_dir, audios)
