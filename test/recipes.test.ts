@@ -208,6 +208,20 @@ describe("quantized models", () => {
     }
   });
 
+  it("weights left unpacked (prepackWeights none, to save memory) give the packed sessions' tokens", async () => {
+    const out = join(await tempDir(), "hqq-4");
+    await quantizeModel(fp32Dir, "hqq/4", {}, out);
+    const tokens: number[][] = [];
+    for (const prepackWeights of ["both", "none"] as const) {
+      for (const onnxDir of [fp32Dir, out]) {
+        const t = await Transcriber.load(modelDir, { onnxDir, threads: 1, maxNewTokens: 6, prepackWeights });
+        tokens.push((await t.transcribeFile(TEST_CLEAN_FLAC)).tokens);
+        await t.close();
+      }
+    }
+    assert.deepEqual(tokens.slice(2), tokens.slice(0, 2));
+  });
+
   it("--include and --exclude select layers by parameter name", async () => {
     const out = join(await tempDir(), "partial");
     const { manifest } = await quantizeModel(fp32Dir, "quanto/w8", { include: ["model.decoder.*"], exclude: ["*.fc2"] }, out);
