@@ -9,12 +9,13 @@ export interface RuntimeOptions {
   /** Intra-op threads per session; 0 lets onnxruntime choose (all cores). */
   threads?: number;
   /**
-   * Which graphs let onnxruntime repack constant weights into its GEMM layout at load ("both", its
-   * default). Measured on whisper-small's dimensions, fp32, after one encoder call and 40 decoder
-   * steps: both 1539 MB at 50.6 ms per step, decoder only 1539 MB, none 1391 MB at 70.2 ms per step
-   * (4-bit MatMulNBits needs its packing: tiny.en 4.6 -> 79 ms per token without).
+   * Let onnxruntime repack constant weights into its GEMM layout at load (default true, its own
+   * default). The packed copy sits beside the mapped original: on whisper-small's dimensions, fp32,
+   * after one encoder call and 40 decoder steps, 1546 MB at 25.8 ms per step packed, 1394 MB at
+   * 32.2 ms unpacked (packing the decoder only saves nothing). 4-bit MatMulNBits needs its packing
+   * (tiny.en 4.6 -> 79 ms per token without).
    */
-  prepackWeights?: "decoder" | "both" | "none";
+  prepackWeights?: boolean;
   /** Extra inputs and a look at every output: how calibration graphs are driven. */
   instrument?: SessionInstrument;
 }
@@ -39,9 +40,6 @@ export interface StepResult {
   cache: KvCache;
 }
 
-/** PTQ_PREPACK=decoder|both|none overrides the default for a process (benchmarks). */
-const PREPACK_BY_DEFAULT = (["decoder", "both", "none"] as const).find((v) => v === process.env.PTQ_PREPACK) ?? "both";
-
 /** The two onnxruntime sessions of one Whisper model folder (encoder.onnx, decoder.onnx). */
 export class OnnxWhisper {
   private constructor(
@@ -57,12 +55,11 @@ export class OnnxWhisper {
       graphOptimizationLevel: "all",
       executionMode: "sequential",
       intraOpNumThreads: options.threads ?? 0,
+      ...(options.prepackWeights === false ? { extra: { session: { disable_prepacking: "1" } } } : {}),
     };
-    const prepack = options.prepackWeights ?? PREPACK_BY_DEFAULT;
     const open = async (file: string) => {
-      const packed = prepack === "both" || (prepack === "decoder" && file === DECODER_FILE);
       try {
-        return await ort.InferenceSession.create(join(dir, file), packed ? sessionOptions : { ...sessionOptions, extra: { session: { disable_prepacking: "1" } } });
+        return await ort.InferenceSession.create(join(dir, file), sessionOptions);
       } catch (err) {
         throw new KitError(`onnxruntime cannot load ${file}: ${messageOf(err)}`, { file: join(dir, file), fix: "delete the folder and build the model again" });
       }

@@ -94,7 +94,7 @@ export class FFT {
   }
 
   private stage(st: Stage, aRe: Float64Array, aIm: Float64Array, bRe: Float64Array, bIm: Float64Array): void {
-    const { radix: r, span: l, twRe, twIm } = st;
+    const { radix: r, span: l, twRe, twIm, rootRe, rootIm } = st;
     const s = this.n / l;
     const m = s / r;
     const uRe = this.accRe;
@@ -135,7 +135,6 @@ export class FFT {
           bRe[dst + 3 * step] = d02r - d13i; // d02 + i d13
           bIm[dst + 3 * step] = d02i + d13r;
         } else {
-          const { rootRe, rootIm } = st;
           for (let p = 0; p < r; p++) {
             let accR = 0;
             let accI = 0;

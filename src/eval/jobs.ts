@@ -77,19 +77,21 @@ function recipeSpec(transcriber: Transcriber): Record<string, unknown> {
   return { ...(recipeOptions ?? {}), ...(typeof calibration === "object" ? { calibration: calibration.source } : {}) };
 }
 
+/** The job's model folder and its graphs, fetched, built, quantized and (static recipes) calibrated on `manifest`'s split. */
+async function jobGraphs(job: EvalJob, manifest: Utterance[], context: Pick<JobContext, "transcriberOptions">): Promise<{ modelDir: string; onnxDir: string }> {
+  const modelDir = await resolveModelDir(job.model, context.transcriberOptions.hub ?? {});
+  const calibration = findRecipe(job.recipe).scheme === "static" ? splitCalibration(modelDir, job.split, manifest, context.transcriberOptions, job.calibrationLimit) : undefined;
+  const { dir } = await ensureQuantizedModel(modelDir, job.recipe, job.options ?? {}, calibration);
+  return { modelDir, onnxDir: dir };
+}
+
 /**
- * Everything a job needs on disk before it runs: the model fetched, its graphs built, quantized and
- * (static recipes) calibrated. Worker processes of one grid get this from their parent, so that
- * no two of them build the same folder at once.
+ * Everything a job needs on disk before it runs. Worker processes of one grid get this from their
+ * parent, so that no two of them build the same folder at once.
  */
 export async function prepareJob(job: EvalJob, context: Pick<JobContext, "transcriberOptions">): Promise<void> {
   if (!RECIPES_AVAILABLE.includes(job.recipe)) return; // runJob names the problem
-  const modelDir = await resolveModelDir(job.model, context.transcriberOptions.hub ?? {});
-  const calibration =
-    findRecipe(job.recipe).scheme === "static"
-      ? splitCalibration(modelDir, job.split, await buildManifest(job.librispeechDir ?? defaultLibriSpeechDir(), job.split), context.transcriberOptions, job.calibrationLimit)
-      : undefined;
-  await ensureQuantizedModel(modelDir, job.recipe, job.options ?? {}, calibration);
+  await jobGraphs(job, await buildManifest(job.librispeechDir ?? defaultLibriSpeechDir(), job.split), context);
 }
 
 export async function runJob(job: EvalJob, context: JobContext): Promise<RunOutcome> {
@@ -111,10 +113,8 @@ export async function runJob(job: EvalJob, context: JobContext): Promise<RunOutc
     }
   }
   if (!transcriber) {
-    const modelDir = await resolveModelDir(job.model, context.transcriberOptions.hub ?? {});
-    const calibration = isStatic ? splitCalibration(modelDir, job.split, manifest, context.transcriberOptions, job.calibrationLimit) : undefined;
-    const { dir } = await ensureQuantizedModel(modelDir, job.recipe, job.options ?? {}, calibration);
-    transcriber = await Transcriber.load(modelDir, { ...context.transcriberOptions, onnxDir: dir });
+    const { modelDir, onnxDir } = await jobGraphs(job, manifest, context);
+    transcriber = await Transcriber.load(modelDir, { ...context.transcriberOptions, onnxDir });
     context.transcribers?.set(cacheKey, transcriber);
   }
   const conditions: Record<string, unknown> = job.noise ? { noise: `${job.noise.kind}:${job.noise.snrDb}` } : {};

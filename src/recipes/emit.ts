@@ -51,29 +51,22 @@ export function emitMatMulNBits(g: GraphBuilder, x: string, out: string, name: s
   g.initializer(`${name}.qweight`, packed, [n, blocksPerRow, blob], DataType.UINT8);
   g.initializer(`${name}.scales`, scales, [n * blocksPerRow]);
   const inputs = [x, `${name}.qweight`, `${name}.scales`];
-  let zeroBytes = 0;
-  if (q.convention === "symmetric") {
-    const zeros = new Uint8Array(n * Math.ceil((blocksPerRow * bits) / 8));
+  // onnxruntime's fast 4-bit kernels take integer zero points only; with float ones it expands the
+  // whole weight on every call (8x the fp32 time for one decoder row). So a 4-bit float zero point
+  // is folded out: integer zero points of 0 leave code * scale, and the shift, one per group,
+  // becomes a correction, the same values summed in another order:
+  //   sum_k x_k (code_k scale - shift) = sum_k x_k code_k scale - sum_g shift_g (sum_(k in g) x_k)
+  // 2-bit keeps float zero points: there they are the fast path.
+  const foldShift = q.zeros !== null && q.convention !== "symmetric" && bits === 4;
+  if (q.convention === "symmetric" || foldShift) {
+    const zero = offset; // symmetric codes are stored offset by 2^(bits-1); a folded shift leaves 0
     const zpPerByte = 8 / bits;
     const rowBytes = Math.ceil(blocksPerRow / zpPerByte);
-    for (let r = 0; r < n; r++) for (let b = 0; b < blocksPerRow; b++) zeros[r * rowBytes + Math.floor(b / zpPerByte)]! |= offset << ((b % zpPerByte) * bits);
+    const zeros = new Uint8Array(n * rowBytes);
+    for (let r = 0; r < n; r++) for (let b = 0; b < blocksPerRow; b++) zeros[r * rowBytes + Math.floor(b / zpPerByte)]! |= zero << ((b % zpPerByte) * bits);
     g.initializer(`${name}.zeros`, zeros, [zeros.length], DataType.UINT8);
     inputs.push(`${name}.zeros`);
-    zeroBytes = 0; // a constant offset the format needs, not a parameter of the scheme
-  } else if (q.zeros && bits === 4) {
-    // onnxruntime's fast 4-bit kernels take integer zero points only; with float ones it expands
-    // the whole weight on every call (8x the fp32 time for one decoder row). Integer zero points
-    // of 0 leave code * scale, and the float zero point, one per group, becomes a correction:
-    //   sum_k x_k (code_k scale - shift) = sum_k x_k code_k scale - sum_g shift_g (sum_(k in g) x_k)
-    // the same values, summed in another order.
-    const zeros = new Uint8Array(n * Math.ceil(blocksPerRow / 2));
-    g.initializer(`${name}.zeros`, zeros, [zeros.length], DataType.UINT8);
-    inputs.push(`${name}.zeros`);
-    g.op("MatMulNBits", inputs, { K: k, N: n, bits, block_size: block, accuracy_level: accuracyLevel }, { domain: MS, name: `${name}/quant/MatMulNBits`, output: `${out}/codes_x_scales` });
-    g.op("Add", [`${out}/codes_x_scales`, emitGroupShiftCorrection(g, x, name, q, n, k)], {}, { name: `${name}/quant/ZeroPointCorrection`, output: out });
-    return Math.ceil((n * k * bits) / 8) + 4 * q.scales.length + 4 * q.zeros.length;
   } else if (q.zeros) {
-    // 2-bit: the float zero point is the fast path (integer ones fall back to a slow kernel).
     const zeros = new Float32Array(n * blocksPerRow);
     for (let r = 0; r < n; r++) {
       for (let b = 0; b < blocksPerRow; b++) {
@@ -83,9 +76,12 @@ export function emitMatMulNBits(g: GraphBuilder, x: string, out: string, name: s
     }
     g.initializer(`${name}.zeros`, zeros, [zeros.length]);
     inputs.push(`${name}.zeros`);
-    zeroBytes = 4 * (q.zeros.length);
   }
-  g.op("MatMulNBits", inputs, { K: k, N: n, bits, block_size: block, accuracy_level: accuracyLevel }, { domain: MS, name: `${name}/quant/MatMulNBits`, output: out });
+  const product = foldShift ? `${out}/codes_x_scales` : out;
+  g.op("MatMulNBits", inputs, { K: k, N: n, bits, block_size: block, accuracy_level: accuracyLevel }, { domain: MS, name: `${name}/quant/MatMulNBits`, output: product });
+  if (foldShift) g.op("Add", [product, emitGroupShiftCorrection(g, x, name, q, n, k)], {}, { name: `${name}/quant/ZeroPointCorrection`, output: out });
+  // The symmetric offset is a constant the format needs, not a parameter of the scheme.
+  const zeroBytes = q.convention === "symmetric" ? 0 : 4 * (q.zeros?.length ?? 0);
   return Math.ceil((n * k * bits) / 8) + 4 * q.scales.length + zeroBytes;
 }
 
