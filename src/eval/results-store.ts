@@ -16,7 +16,7 @@ import type { EditOp, ErrorCounts } from "./wer.js";
 
 export interface RunSpec {
   model: { name: string; weightsSha256: string };
-  recipe: { id: string; options: Record<string, unknown> };
+  recipe: { id: string; options: Record<string, unknown>; numerics?: number };
   split: string;
   utteranceIds: string[];
   decoding: Record<string, unknown>;

@@ -14,6 +14,7 @@ import { repoRoot } from "../util/fs.js";
 import { EnglishTextNormalizer } from "./normalizers.js";
 import { ResultsStore, runKey, type ModelSize, type RunSpec, type RunSummary, type UtteranceResult } from "./results-store.js";
 import type { ModelManifest } from "../model/build.js";
+import { numericsRevision } from "../recipes/catalog.js";
 import { evaluationPart, type Selection } from "./splits.js";
 import { addCounts, align, characters, countsOf, emptyCounts, errorRate, words } from "./wer.js";
 
@@ -76,7 +77,8 @@ export function specFor(request: EvalRequest): RunSpec {
   const t = request.transcriber;
   return {
     model: { name: request.modelName, weightsSha256: t.weightsSha256 },
-    recipe: request.recipe,
+    // A recipe whose numerics were corrected carries a revision, so that its earlier results are not reused.
+    recipe: numericsRevision(request.recipe.id) ? { ...request.recipe, numerics: numericsRevision(request.recipe.id) } : request.recipe,
     split: request.split,
     utteranceIds: request.utterances.map((u) => u.id),
     decoding: { strategy: "greedy", language: t.options.language ?? "en", maxLength: t.generation.maxLength, normalizer: "EnglishTextNormalizer", ...(t.options.maxNewTokens !== undefined ? { maxNewTokens: t.options.maxNewTokens } : {}) },

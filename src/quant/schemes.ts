@@ -161,7 +161,7 @@ export function quantizeQuantoAffine(w: Weight, bits: 2 | 4, groupSize: number |
 }
 
 // ---------------------------------------------------------------------------------------------
-// HQQ: Quantizer.quantize(W, nbits, group_size=64, axis=1, optimize=True) on CPU (float32)
+// HQQ: HQQLinear(linear, BaseQuantizeConfig(nbits, group_size=64, axis=1)) on CPU (float32)
 
 export interface HqqOptions {
   bits: 8 | 4 | 3 | 2 | 1;
@@ -170,7 +170,12 @@ export interface HqqOptions {
   lpNorm?: number; // 0.7
   beta?: number; // 10
   iterations?: number; // 20
+  /** Round the initial zero point (torch.round, half to even) before the solver: BaseQuantizeConfig sets it for 4 bits only. */
+  roundZero?: boolean;
 }
+
+/** hqq's BaseQuantizeConfig: round_zero is True for nbits 4 and False for every other width. */
+export const hqqRoundsZero = (bits: number): boolean => bits === 4;
 
 /**
  * HQQ's half-quadratic solver (hqq 0.2.8, optimize_weights_proximal_legacy): starting from
@@ -180,6 +185,7 @@ export interface HqqOptions {
  *   zero = mean(W_q - (W - W_e) * scale) per group,
  * stopping when the mean absolute error stops decreasing (at most 20 steps). Stored as
  * value = (code - zero) * step with step = 1 / scale. (kappa is not applied by this solver.)
+ * For 4 bits BaseQuantizeConfig rounds the starting zero to an integer (round_zero).
  */
 export function quantizeHqq(w: Weight, options: HqqOptions): QuantizedWeight {
   const bits = options.bits;
@@ -188,6 +194,7 @@ export function quantizeHqq(w: Weight, options: HqqOptions): QuantizedWeight {
   const lp = options.lpNorm ?? 0.7;
   const beta = options.beta ?? 10;
   const iterations = options.iterations ?? 20;
+  const roundZero = options.roundZero ?? hqqRoundsZero(bits);
   const n = w.data.length;
   if (n % groupSize !== 0) throw new Error(`group size ${groupSize} does not divide ${n} weights`);
   const groups = n / groupSize;
@@ -205,18 +212,19 @@ export function quantizeHqq(w: Weight, options: HqqOptions): QuantizedWeight {
       max = Math.max(max, v);
     }
     const denom = f(max - min);
-    let s = f(qmax / denom);
+    let s = f(qmax * f(1 / denom)); // torch's number / tensor is reciprocal(tensor) * number
     if (Math.abs(denom) <= 1e-4) s = 1;
     s = Math.min(s, 2e4);
     scale[g] = s;
-    zero[g] = f(-min * s);
+    zero[g] = roundZero ? roundHalfEven(f(-min * s)) : f(-min * s);
   }
   // One pass per step and group: quantize with the current zero, measure, and compute the next zero.
   const data = w.data;
   const stride = axis === 1 ? 1 : groups; // distance between consecutive members of a group
   const startOf = (g: number) => (axis === 1 ? g * groupSize : g);
-  const invBeta = 1 / beta;
-  const exponent = lp - 1;
+  // torch runs `(1.0 / beta) * out.pow(lp_norm - 1)` on a float32 tensor: both scalars become float32.
+  const invBeta = f(1 / beta);
+  const exponent = f(lp - 1);
   let best = Infinity;
   const nextZero = new Float32Array(groups);
   for (let it = 0; it < iterations; it++) {
@@ -386,7 +394,8 @@ export function dequantizeAbsmax(d: DoubleQuantizedAbsmax, blockSize = 256): Flo
 
 /**
  * LLM.int8 weights (bitsandbytes int8_vectorwise_quant on the fp16 weight): per output row,
- * absmax of the fp16-rounded row; code = round(w16 * (127 / absmax)) in float32.
+ * absmax of the fp16-rounded row; code = round(w16 * (127 / absmax)) in float32, the division
+ * being torch's reciprocal-then-multiply.
  */
 export function quantizeLlmInt8Weight(w: Weight): QuantizedWeight {
   const codes = new Int32Array(w.data.length);
@@ -396,7 +405,7 @@ export function quantizeLlmInt8Weight(w: Weight): QuantizedWeight {
     let amax = 0;
     for (let c = 0; c < w.cols; c++) amax = Math.max(amax, Math.abs(half(w.data[r * w.cols + c]!)));
     absmax[r] = amax;
-    const factor = f(127 / amax);
+    const factor = f(127 * f(1 / amax)); // torch's 127.0 / tensor is reciprocal(tensor) * 127
     for (let c = 0; c < w.cols; c++) codes[r * w.cols + c] = clamp(roundHalfEven(f(half(w.data[r * w.cols + c]!) * factor)), -128, 127);
   }
   return { codes, scales: absmax, zeros: null, groupSize: w.cols, bits: 8, convention: "absmax127" };

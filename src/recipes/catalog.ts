@@ -186,6 +186,15 @@ export const RECIPES: Recipe[] = [
   },
 ];
 
+/**
+ * Revisions of a recipe's numerics after a correction (part of the results store's run key; absent
+ * means the first). 2: HQQ's round_zero for 4 bits (BaseQuantizeConfig) and torch's
+ * reciprocal-then-multiply in HQQ's starting scale and in LLM.int8's weight scale.
+ */
+export function numericsRevision(id: string): number | undefined {
+  return id.startsWith("hqq/") || id === "bnb/llm-int8" ? 2 : undefined;
+}
+
 export function findRecipe(id: string): Recipe {
   const recipe = RECIPES.find((r) => r.id === id);
   if (!recipe) {

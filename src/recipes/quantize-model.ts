@@ -213,8 +213,11 @@ export async function quantizeWithCalibration(fp32Dir: string, recipeId: string,
   return quantizeModel(fp32Dir, recipeId, options, outDir, { mode: "calibrated", source: calibration.source, activations, seconds });
 }
 
-/** Bumped when the emitted graphs change for the same recipe (2: 4-bit float zero points folded out of MatMulNBits), so caches rebuild. */
-export const QUANTIZED_GRAPH_VERSION = 2;
+/**
+ * Bumped when the emitted graphs change for the same recipe, so caches rebuild (2: 4-bit float zero
+ * points folded out of MatMulNBits; 3: HQQ and LLM.int8 numerics revised, see numericsRevision).
+ */
+export const QUANTIZED_GRAPH_VERSION = 3;
 
 /**
  * The quantized graphs for a model folder and recipe, made once and cached beside the fp32 build.

@@ -54,7 +54,7 @@ export function schemeErrors(w: Weight): SchemeError[] {
     measure(w, quantizeBnb4(w, "fp4"), "FP4 blocks of 64 (bitsandbytes)", "4-bit codebooks (bitsandbytes)", 4, "group"),
   ];
   for (const bits of [8, 4, 3, 2, 1] as const) {
-    out.push(measure(w, quantizeHqq(w, { bits, groupSize: 64, iterations: 0 }), `int${bits} affine group 64, round-to-nearest`, "affine group 64, round-to-nearest", bits, "group"));
+    out.push(measure(w, quantizeHqq(w, { bits, groupSize: 64, iterations: 0, roundZero: false }), `int${bits} affine group 64, round-to-nearest`, "affine group 64, round-to-nearest", bits, "group"));
     out.push(measure(w, quantizeHqq(w, { bits, groupSize: 64 }), `int${bits} affine group 64, HQQ solver`, "affine group 64, HQQ solver", bits, "group"));
   }
   return out;
