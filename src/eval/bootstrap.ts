@@ -1,0 +1,105 @@
+/**
+ * Uncertainty of a corpus WER by resampling whole utterances (numerator and denominator together),
+ * and the paired difference of two systems on the same utterances. Seeded, so a table is
+ * reproducible. Pure functions over per-utterance counts.
+ */
+
+/** Per utterance: word edits (S + D + I) and reference words. */
+export interface UtteranceCounts {
+  errors: number;
+  words: number;
+}
+
+export interface Interval {
+  estimate: number; // percent
+  low: number; // percent, 2.5th percentile of the resamples (for level 0.95)
+  high: number;
+}
+
+export interface PairedDifference extends Interval {
+  /** Two-sided bootstrap p-value of "no difference": twice the smaller tail share of resampled differences at or beyond 0. */
+  p: number;
+}
+
+/** mulberry32: a small, well-mixed 32-bit generator; enough for resampling indices. */
+export function seededRandom(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+function quantile(sorted: Float64Array, q: number): number {
+  const pos = (sorted.length - 1) * q;
+  const lo = Math.floor(pos);
+  const hi = Math.min(sorted.length - 1, lo + 1);
+  return sorted[lo]! + (sorted[hi]! - sorted[lo]!) * (pos - lo);
+}
+
+export interface BootstrapOptions {
+  resamples?: number; // 2000
+  seed?: number; // 1
+  level?: number; // 0.95
+}
+
+const rate = (errors: number, words: number) => (words > 0 ? (100 * errors) / words : 0);
+
+/** Corpus WER with a percentile bootstrap interval over utterances. */
+export function werInterval(utterances: readonly UtteranceCounts[], options: BootstrapOptions = {}): Interval {
+  const { resamples = 2000, seed = 1, level = 0.95 } = options;
+  const random = seededRandom(seed);
+  const n = utterances.length;
+  const draws = new Float64Array(resamples);
+  for (let b = 0; b < resamples; b++) {
+    let e = 0;
+    let w = 0;
+    for (let i = 0; i < n; i++) {
+      const u = utterances[Math.floor(random() * n)]!;
+      e += u.errors;
+      w += u.words;
+    }
+    draws[b] = rate(e, w);
+  }
+  draws.sort();
+  const total = utterances.reduce((a, u) => ({ errors: a.errors + u.errors, words: a.words + u.words }), { errors: 0, words: 0 });
+  return { estimate: rate(total.errors, total.words), low: quantile(draws, (1 - level) / 2), high: quantile(draws, 1 - (1 - level) / 2) };
+}
+
+/** WER(a) - WER(b) in points, on the same utterances (same order), with a paired bootstrap interval. */
+export function pairedWerDifference(a: readonly UtteranceCounts[], b: readonly UtteranceCounts[], options: BootstrapOptions = {}): PairedDifference {
+  if (a.length !== b.length) throw new Error(`paired comparison needs the same utterances: ${a.length} against ${b.length}`);
+  a.forEach((u, i) => {
+    if (u.words !== b[i]!.words) throw new Error(`utterance ${i}: ${u.words} reference words against ${b[i]!.words}; the runs are not over the same references`);
+  });
+  const { resamples = 2000, seed = 1, level = 0.95 } = options;
+  const random = seededRandom(seed);
+  const n = a.length;
+  const draws = new Float64Array(resamples);
+  let atOrBelow = 0;
+  let atOrAbove = 0;
+  for (let r = 0; r < resamples; r++) {
+    let ea = 0;
+    let eb = 0;
+    let w = 0;
+    for (let i = 0; i < n; i++) {
+      const k = Math.floor(random() * n);
+      ea += a[k]!.errors;
+      eb += b[k]!.errors;
+      w += a[k]!.words;
+    }
+    const d = rate(ea, w) - rate(eb, w);
+    draws[r] = d;
+    if (d <= 0) atOrBelow++;
+    if (d >= 0) atOrAbove++;
+  }
+  draws.sort();
+  const sum = (xs: readonly UtteranceCounts[]) => xs.reduce((s, u) => s + u.errors, 0);
+  const words = a.reduce((s, u) => s + u.words, 0);
+  const estimate = rate(sum(a), words) - rate(sum(b), words);
+  const p = Math.min(1, (2 * Math.min(atOrBelow, atOrAbove)) / resamples);
+  return { estimate, low: quantile(draws, (1 - level) / 2), high: quantile(draws, 1 - (1 - level) / 2), p };
+}
