@@ -12,8 +12,8 @@ import { logMelSpectrogram } from "../src/audio/mel.js";
 import { OnnxWhisper, type KvCache } from "../src/asr/onnx-whisper.js";
 import { buildOnnxModel } from "../src/model/build.js";
 import { readWhisperConfig } from "../src/model/config.js";
-import { writeSyntheticWhisper } from "../src/model/synthetic.js";
-import { dataDir, sharedDataDir, writeJsonAtomic } from "../src/util/fs.js";
+import { BUNDLED_ASSETS, writeSyntheticWhisper } from "../src/model/synthetic.js";
+import { dataDir, repoRoot, writeJsonAtomic } from "../src/util/fs.js";
 
 const TINY = { dModel: 384, heads: 6, layers: 4, ffnDim: 1536 }; // openai/whisper-tiny's config.json
 
@@ -38,13 +38,13 @@ async function main(): Promise<void> {
   const root = join(dataDir(), "bench", "foundation");
   const modelDir = join(root, "tiny-dims-model");
   const onnxDir = join(root, "tiny-dims-onnx");
-  await writeSyntheticWhisper(modelDir, { assetsDir: join(sharedDataDir(), "whisper-assets", "whisper-tiny.en"), ...TINY, seed: 1 });
+  await writeSyntheticWhisper(modelDir, { assetsDir: BUNDLED_ASSETS, ...TINY, seed: 1 });
   const build = await buildInChild(modelDir, onnxDir);
   const baseline = Number(/VmHWM:\s+(\d+) kB/.exec(execFileSync(process.execPath, ["-e", "process.stdout.write(require('fs').readFileSync('/proc/self/status', 'utf8'))"], { encoding: "utf8" }))![1]) / 1024;
   await buildOnnxModel(modelDir, onnxDir); // warm file cache for the runtime timings below
   const config = await readWhisperConfig(join(modelDir, "config.json"));
   const model = await OnnxWhisper.load(onnxDir, config, { threads });
-  const audio = await loadAudio(join(sharedDataDir(), "librispeech", "LibriSpeech", "test-clean", "1089", "134686", "1089-134686-0000.flac"));
+  const audio = await loadAudio(join(repoRoot(), "test", "fixtures", "librispeech", "LibriSpeech", "test-clean", "1089", "134686", "1089-134686-0000.flac"));
   const melStart = performance.now();
   const mel = logMelSpectrogram(audio);
   const melMs = performance.now() - melStart;

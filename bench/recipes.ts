@@ -35,11 +35,11 @@ import { peakRssMB, resetPeakRss } from "../src/eval/runner.js";
 import { splitCalibration } from "../src/eval/jobs.js";
 import { evaluationPart } from "../src/eval/splits.js";
 import { addCounts, align, countsOf, emptyCounts, errorRate, words } from "../src/eval/wer.js";
-import { buildManifest } from "../src/hub/librispeech.js";
-import { writeSyntheticWhisper } from "../src/model/synthetic.js";
+import { buildManifest, defaultLibriSpeechDir } from "../src/hub/librispeech.js";
+import { BUNDLED_ASSETS, writeSyntheticWhisper } from "../src/model/synthetic.js";
 import { findRecipe, type RecipeOptions } from "../src/recipes/catalog.js";
 import { ensureQuantizedModel } from "../src/recipes/quantize-model.js";
-import { dataDir, repoRoot, sharedDataDir, writeFileAtomic, writeJsonAtomic } from "../src/util/fs.js";
+import { dataDir, repoRoot, writeFileAtomic, writeJsonAtomic } from "../src/util/fs.js";
 
 const execFileAsync = promisify(execFile);
 
@@ -237,7 +237,7 @@ async function benchModel(): Promise<string> {
   const small = join(dataDir(), "models", "whisper-small");
   if (existsSync(join(small, "model.safetensors"))) return small;
   const random = join(dataDir(), "bench", "tiny-dims-model");
-  if (!existsSync(join(random, "model.safetensors"))) await writeSyntheticWhisper(random, { dModel: 384, heads: 6, layers: 4, ffnDim: 1536, assetsDir: join(sharedDataDir(), "whisper-assets", "whisper-tiny.en") });
+  if (!existsSync(join(random, "model.safetensors"))) await writeSyntheticWhisper(random, { dModel: 384, heads: 6, layers: 4, ffnDim: 1536, assetsDir: BUNDLED_ASSETS });
   return random;
 }
 
@@ -245,7 +245,7 @@ async function main(): Promise<void> {
   const [flag, ...rest] = process.argv.slice(2);
   const threads = Number(process.env.THREADS ?? 2);
   const limit = Number(process.env.LIMIT ?? 20);
-  const root = process.env.LIBRISPEECH_DIR ?? join(sharedDataDir(), "librispeech", "LibriSpeech");
+  const root = process.env.LIBRISPEECH_DIR || defaultLibriSpeechDir();
   const workers = Number(process.env.WORKERS ?? 1);
   if (flag === "--worker") {
     const [modelDir, onnxDir, workerThreads, shard] = rest as [string, string, string, string];

@@ -4,6 +4,7 @@ import { execFile } from "node:child_process";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { promisify } from "node:util";
+import { COMMANDS } from "../src/cli/commands.js";
 import { HubMirror } from "./support/hub-mirror.js";
 import { LIBRISPEECH, ROOT, syntheticModel, tempDir, TEST_CLEAN_FLAC } from "./support/env.js";
 
@@ -66,7 +67,6 @@ describe("ptq command line", () => {
     const cases: Array<[string[], RegExp]> = [
       [["transcribe", "--model", "kit-tests/absent", TEST_CLEAN_FLAC], /model 'kit-tests\/absent' was not found/],
       [["transcribe", "--model", "kit-tests/whisper-synthetic", "/no/such/file.flac"], /cannot read audio file \/no\/such\/file\.flac/],
-      [["transcribe", TEST_CLEAN_FLAC], /--model is required/],
     ];
     for (const [args, pattern] of cases) {
       await assert.rejects(ptq(...args), (err: { code?: number; stderr?: string }) => {
@@ -75,5 +75,44 @@ describe("ptq command line", () => {
         return true;
       });
     }
+  });
+});
+
+describe("ptq explains itself", () => {
+  const ptq = (...args: string[]) => run(process.execPath, [CLI, ...args], { maxBuffer: 1 << 24 });
+  const usageError = async (args: string[], pattern: RegExp) =>
+    assert.rejects(ptq(...args), (err: { code?: number; stderr?: string }) => {
+      assert.equal(err.code, 2, `${args.join(" ")}: exit ${err.code}`);
+      const lines = (err.stderr ?? "").trimEnd().split("\n");
+      assert.equal(lines.length, 1, `one line, got: ${err.stderr}`);
+      assert.match(lines[0]!, pattern);
+      return true;
+    });
+
+  it("ptq --help names every command", async () => {
+    const { stdout } = await ptq("--help");
+    for (const c of COMMANDS) assert.match(stdout, new RegExp(`\\b${c.name.split(" ").pop()}\\b`), c.name);
+  });
+
+  it("every command's --help exits 0, names each of its options and gives an example", async () => {
+    for (const c of COMMANDS) {
+      const { stdout } = await ptq(...c.name.split(" "), "--help");
+      const text = stdout.replace(/\s+/g, " ");
+      for (const o of c.options.filter((o) => !o.hidden)) assert.ok(stdout.includes(o.flags.split(" ")[0]!), `${c.name}: ${o.flags}`);
+      for (const o of c.options.filter((o) => o.default !== undefined && typeof o.default !== "boolean")) assert.ok(text.includes(`default: ${o.defaultShown ?? JSON.stringify(o.default)}`), `${c.name}: default of ${o.flags}`);
+      assert.match(stdout, /Example:\n {2}ptq /, c.name);
+    }
+  });
+
+  it("an unknown option exits 2 with one line naming the option and the command, for every command", async () => {
+    for (const c of COMMANDS) await usageError([...c.name.split(" "), "--group-sise", "100"], new RegExp(`^ptq ${c.name}: unknown option '--group-sise'`));
+  });
+
+  it("a missing value, a bad number, a missing required option and an unknown command exit 2", async () => {
+    await usageError(["eval", "--model", "m", "--split"], /^ptq eval: option '--split <name>' argument missing/);
+    await usageError(["eval", "--model", "m", "--split", "s", "--limit", "ten"], /^ptq eval: option '--limit <n>' argument 'ten' is invalid\. expects a positive whole number/);
+    await usageError(["transcribe", TEST_CLEAN_FLAC], /^ptq transcribe: required option '--model <id\|dir>' not specified/);
+    await usageError(["quantise"], /^ptq: unknown command 'quantise'/);
+    await usageError(["fetch"], /^ptq fetch: which one\? model or librispeech/);
   });
 });

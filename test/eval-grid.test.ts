@@ -126,7 +126,7 @@ describe("ptq grid killed midway", () => {
 
     const second = await finish(ptq(killed));
     assert.equal(second.code, 0, second.stderr);
-    assert.match(second.stderr, new RegExp(`\\(${before.records.length} resumed\\)`));
+    assert.match(second.stderr, new RegExp(` ${before.records.length} resumed, `));
     const after = await readJsonl<{ id: string }>((await runFile())!);
     assert.equal(new Set(after.records.map((r) => r.id)).size, after.records.length, "no utterance recorded twice");
     assert.equal(after.records.length, 12);

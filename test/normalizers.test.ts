@@ -12,7 +12,7 @@ interface Case {
   basic: string;
   basic_remove_diacritics: string;
 }
-const fixture: { cases: Case[] } = JSON.parse(readFileSync(join(FIXTURES, "normalizer.json"), "utf8"));
+const fixture: { cases: Case[] } = JSON.parse(readFileSync(join(FIXTURES, "normalizer-cases.json"), "utf8"));
 
 describe("Whisper text normalizers", () => {
   it("EnglishTextNormalizer matches OpenAI's on every fixture string (100 %)", async () => {

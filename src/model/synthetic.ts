@@ -6,7 +6,7 @@
 import { copyFile, mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import { KitError } from "../util/errors.js";
-import { exists, readJson, writeJsonAtomic } from "../util/fs.js";
+import { exists, readJson, repoRoot, writeJsonAtomic } from "../util/fs.js";
 import type { WhisperConfig } from "./config.js";
 import { parameterShapes, TOKEN_EMBEDDING } from "./whisper-graphs.js";
 import { writeSafetensors, type TensorToWrite } from "./safetensors.js";
@@ -53,9 +53,12 @@ export interface SyntheticOptions {
   ffnDim?: number;
   seed?: number;
   dtype?: "F32" | "F16" | "BF16";
-  /** Folder with the tokenizer and config files of a real Whisper (e.g. ../shared/data/whisper-assets/whisper-tiny.en). */
+  /** Folder with the tokenizer and config files of a real Whisper (BUNDLED_ASSETS: whisper-tiny.en's). */
   assetsDir: string;
 }
+
+/** whisper-tiny.en's tokenizer, normalizer and config files, shipped with the kit's tests (MIT, OpenAI). */
+export const BUNDLED_ASSETS = join(repoRoot(), "test", "fixtures", "whisper-assets", "whisper-tiny.en");
 
 export const TOKENIZER_FILES = [
   "tokenizer.json",
@@ -83,7 +86,7 @@ export async function writeSyntheticWhisper(dir: string, options: SyntheticOptio
   if (!(await exists(baseConfigFile))) {
     throw new KitError(`no Whisper assets at ${options.assetsDir}`, {
       file: baseConfigFile,
-      fix: "pass the folder of a real Whisper's tokenizer and config files (../shared/data/whisper-assets/whisper-tiny.en)",
+      fix: `pass the folder of a real Whisper's tokenizer and config files, e.g. ${BUNDLED_ASSETS}`,
     });
   }
   const base = await readJson<Record<string, unknown>>(baseConfigFile);

@@ -108,11 +108,6 @@ export function repoRoot(): string {
   return join(dirname(fileURLToPath(import.meta.url)), "..", "..", ".."); // fileURLToPath: paths with spaces stay intact
 }
 
-/** ../shared/data beside the repository, where the project's real test data lives. */
-export function sharedDataDir(): string {
-  return process.env.PTQ_SHARED_DATA ?? join(repoRoot(), "..", "shared", "data");
-}
-
 /** A copy of `bytes` that owns exactly its own buffer (a Node Buffer's .slice is a view into a shared pool). */
 export function ownedCopy(bytes: Uint8Array): Uint8Array<ArrayBuffer> {
   return Uint8Array.prototype.slice.call(bytes) as Uint8Array<ArrayBuffer>;

@@ -1,18 +1,25 @@
 import { rmSync } from "node:fs";
 import { appendFile, mkdir, mkdtemp, symlink } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { repoRoot, sharedDataDir } from "../../src/util/fs.js";
+import { join, resolve } from "node:path";
+import { repoRoot } from "../../src/util/fs.js";
 import { writeSyntheticWhisper, type SyntheticOptions } from "../../src/model/synthetic.js";
 import { buildManifest, type Utterance } from "../../src/hub/librispeech.js";
 
 export const ROOT = repoRoot();
-export const SHARED = sharedDataDir();
-export const ASSETS = join(SHARED, "whisper-assets");
-export const TINY_EN_ASSETS = join(ASSETS, "whisper-tiny.en");
-export const LIBRISPEECH = join(SHARED, "librispeech", "LibriSpeech");
-export const TEST_CLEAN_FLAC = join(LIBRISPEECH, "test-clean", "1089", "134686", "1089-134686-0000.flac");
 export const FIXTURES = join(ROOT, "test", "fixtures");
+/** 16 real LibriSpeech utterances in the repository (test/fixtures/librispeech/README.md). */
+export const LIBRISPEECH = join(FIXTURES, "librispeech", "LibriSpeech");
+export const ASSETS = join(FIXTURES, "whisper-assets");
+export const TINY_EN_ASSETS = join(ASSETS, "whisper-tiny.en");
+export const TEST_CLEAN_FLAC = join(LIBRISPEECH, "test-clean", "1089", "134686", "1089-134686-0000.flac");
+
+/**
+ * A LibriSpeech folder with larger real sets (train-clean-5, test-other), given as the kit's
+ * LIBRISPEECH_DIR; the few tests that need it say so and skip without it (`make test-data` runs them).
+ */
+export const LARGE_LIBRISPEECH = process.env.LIBRISPEECH_DIR ? resolve(ROOT, process.env.LIBRISPEECH_DIR) : null;
+export const largeDataMissing = (split: string): string | false => (LARGE_LIBRISPEECH ? false : `needs real ${split} audio: set LIBRISPEECH_DIR to a LibriSpeech folder that has it (make test-data)`);
 
 const made: string[] = [];
 // Removed when the test process ends (node --test runs each file in its own process).
@@ -38,7 +45,7 @@ export function base64Float32(b64: string): Float32Array {
   return new Float32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength));
 }
 
-/** A LibriSpeech-layout split of `count` real train-clean-5 utterances (symlinks). */
+/** A LibriSpeech-layout split of `count` (at most 12) real train-clean-5 utterances of the fixtures (symlinks). */
 export async function miniSplit(count: number): Promise<{ root: string; utterances: Utterance[] }> {
   const root = await tempDir();
   const all = await buildManifest(LIBRISPEECH, "train-clean-5");

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Reference outputs of Whisper's text normalizers for test/fixtures/normalizer.json (developers only).
+"""Reference outputs of Whisper's text normalizers for test/fixtures/normalizer-cases.json (developers only).
 
     python3 tools/reference/make_normalizer_fixture.py ../shared/data
 
@@ -77,7 +77,7 @@ def librispeech(shared: Path, n: int) -> list:
     return lines[:n]
 
 
-def main(shared: str = "../shared/data", out: str = "test/fixtures/normalizer.json") -> None:
+def main(shared: str = "../shared/data", out: str = "test/fixtures/normalizer-cases.json") -> None:
     shared_path = Path(shared)
     mapping = json.loads((shared_path / "whisper-assets" / "whisper-tiny.en" / "normalizer.json").read_text())
     english = EnglishTextNormalizer()

@@ -1,0 +1,60 @@
+/**
+ * Progress of a long step a user waits for: on a terminal one live line (rewritten in place), in a
+ * log a plain line every `everyPercent` percent, so `make reproduce > log` stays readable.
+ */
+export interface ProgressOptions {
+  stream?: NodeJS.WriteStream; // default stderr
+  everyPercent?: number; // log mode: one line per this many percent (default 5)
+  unit?: "bytes" | "items";
+}
+
+export interface Progress {
+  update(done: number, total: number, detail?: string): void;
+  done(detail?: string): void;
+}
+
+function formatBytes(n: number): string {
+  return n >= 1e9 ? `${(n / 1e9).toFixed(2)} GB` : n >= 1e6 ? `${(n / 1e6).toFixed(1)} MB` : `${(n / 1e3).toFixed(0)} kB`;
+}
+
+function formatSeconds(s: number): string {
+  if (!Number.isFinite(s)) return "?";
+  return s >= 3600 ? `${Math.floor(s / 3600)} h ${Math.round((s % 3600) / 60)} min` : s >= 90 ? `${Math.round(s / 60)} min` : `${Math.round(s)} s`;
+}
+
+/** The text of one progress line: what, how far, how fast, how long still. */
+export function progressText(label: string, done: number, total: number, elapsedSeconds: number, unit: "bytes" | "items", detail = ""): string {
+  const pct = total > 0 ? (100 * done) / total : 0;
+  const rate = elapsedSeconds > 0 ? done / elapsedSeconds : 0;
+  const eta = rate > 0 && total > 0 ? (total - done) / rate : Infinity;
+  const amount = unit === "bytes" ? `${formatBytes(done)} / ${formatBytes(total)}, ${formatBytes(rate)}/s` : `${done}/${total}, ${rate.toFixed(2)}/s`;
+  return `${label}: ${pct.toFixed(0)} % (${amount}, ETA ${formatSeconds(eta)})${detail ? `  ${detail}` : ""}`;
+}
+
+export function progress(label: string, options: ProgressOptions = {}): Progress {
+  const stream = options.stream ?? process.stderr;
+  const every = options.everyPercent ?? 5;
+  const unit = options.unit ?? "items";
+  const started = performance.now();
+  let lastStep = -1;
+  let live = false;
+  return {
+    update(done, total, detail) {
+      const text = progressText(label, done, total, (performance.now() - started) / 1000, unit, detail);
+      if (stream.isTTY) {
+        stream.write(`\r${text}\x1b[K`);
+        live = true;
+        return;
+      }
+      const step = total > 0 ? Math.floor((100 * done) / total / every) : 0;
+      if (step > lastStep) {
+        lastStep = step;
+        stream.write(`${text}\n`);
+      }
+    },
+    done(detail) {
+      if (live) stream.write("\n");
+      if (detail) stream.write(`${label}: ${detail}\n`);
+    },
+  };
+}
