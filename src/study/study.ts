@@ -19,7 +19,9 @@ import type { Transcriber } from "../asr/transcriber.js";
 import type { RecipeOptions } from "../recipes/catalog.js";
 import { KitError } from "../util/errors.js";
 import { dataDir, repoRoot } from "../util/fs.js";
-import { defaultLibriSpeechDir } from "../hub/librispeech.js";
+import { defaultLibriSpeechDir, fetchLibriSpeech } from "../hub/librispeech.js";
+import { fetchModel } from "../hub/fetch-model.js";
+import { progress } from "../util/progress.js";
 import { loadResultRows, shortModelName, type ResultRow } from "../report/rows.js";
 
 export interface StudyConfig {
@@ -29,6 +31,9 @@ export interface StudyConfig {
   recipes: string[];
   modelDir: string | undefined;
   librispeechDir: string;
+  /** No LIBRISPEECH_DIR given: each split is downloaded into data/librispeech on first use. */
+  downloadSplits: boolean;
+  librispeechMirror: string | undefined;
   hubUrl: string | undefined;
   calibrationLimit: number | undefined;
   resultsDir: string;
@@ -75,6 +80,8 @@ export function studyConfig(env: NodeJS.ProcessEnv = process.env): StudyConfig {
     recipes,
     modelDir: env.MODEL_DIR ? fromRepo(env.MODEL_DIR) : undefined,
     librispeechDir: env.LIBRISPEECH_DIR ? fromRepo(env.LIBRISPEECH_DIR) : defaultLibriSpeechDir(),
+    downloadSplits: !env.LIBRISPEECH_DIR,
+    librispeechMirror: env.LIBRISPEECH_MIRROR || undefined,
     hubUrl: env.HUB_URL || undefined,
     calibrationLimit: positive("CALIBRATION_LIMIT", env.CALIBRATION_LIMIT),
     resultsDir: env.RESULTS_DIR ? fromRepo(env.RESULTS_DIR) : join(dataDir(), "results"),
@@ -94,6 +101,54 @@ export function modelLocation(config: StudyConfig, model: string): string {
   return model;
 }
 
+const OFFLINE = "offline, `make smoke` runs every chapter on a random-weight model and the repository's own utterances; with local data, `make reproduce MODEL_DIR=<models folder> LIBRISPEECH_DIR=<LibriSpeech folder>` (README, \"Notebooks, tables and figures\")";
+
+/** A download that could not connect, rethrown with the variable that points elsewhere and the offline ways. */
+function unreachable(err: unknown, what: string, variable: string, local: string): unknown {
+  if (!(err instanceof KitError) || !/could not be reached|cannot reach/.test(err.message)) return err;
+  const first = err.message.split("\n")[0];
+  return new KitError(`${what}: ${first}`, { field: variable, fix: `check the network, or set ${variable} to a mirror, or ${local}; ${OFFLINE}` }, err);
+}
+
+/**
+ * What the configuration needs on disk, fetched on first use: each model that is neither a folder
+ * nor under MODEL_DIR from the hub (HUB_URL), and, without LIBRISPEECH_DIR, each split from
+ * OpenSLR (LIBRISPEECH_MIRROR) into data/librispeech, verified and extracted; an interrupted
+ * download resumes. Returns at once when everything is there.
+ */
+export async function ensureData(config: StudyConfig, models: string[] = config.models, splits: string[] = config.splits): Promise<void> {
+  for (const model of models) {
+    const location = modelLocation(config, model);
+    if (existsSync(join(location, "config.json"))) continue;
+    const bars = new Map<string, ReturnType<typeof progress>>();
+    try {
+      await fetchModel(location, {
+        ...(config.hubUrl ? { hubUrl: config.hubUrl } : {}),
+        onProgress: (file, bytes, total) => {
+          if (!bars.has(file)) bars.set(file, progress(`download ${location} ${file}`, { unit: "bytes" }));
+          bars.get(file)!.update(bytes, total);
+        },
+      });
+    } catch (err) {
+      throw unreachable(err, `model ${location}`, "HUB_URL", "set MODEL_DIR to a folder holding the model by its short name");
+    } finally {
+      for (const b of bars.values()) b.done();
+    }
+  }
+  if (!config.downloadSplits) return;
+  for (const split of splits) {
+    if (existsSync(join(config.librispeechDir, `${split}.manifest.jsonl`))) continue;
+    const bar = progress(`download LibriSpeech ${split}`, { unit: "bytes" });
+    try {
+      await fetchLibriSpeech(split, { root: join(config.librispeechDir, ".."), ...(config.librispeechMirror ? { mirrorUrl: config.librispeechMirror } : {}), onProgress: (b, t) => bar.update(b, t) });
+    } catch (err) {
+      throw unreachable(err, `LibriSpeech ${split}`, "LIBRISPEECH_MIRROR", "set LIBRISPEECH_DIR to a LibriSpeech folder that has it");
+    } finally {
+      bar.done();
+    }
+  }
+}
+
 export interface StudyRequest {
   models?: string[];
   recipes?: string[];
@@ -107,6 +162,7 @@ export interface StudyRequest {
  * rerun does only what is missing. Progress goes to stderr, one line per run.
  */
 export async function runStudy(config: StudyConfig, request: StudyRequest = {}): Promise<ResultRow[]> {
+  await ensureData(config, request.models ?? config.models, request.splits ?? config.splits);
   const store = new ResultsStore(config.resultsDir);
   const jobs: EvalJob[] = [];
   for (const model of request.models ?? config.models) {

@@ -5,6 +5,8 @@ import { LoopbackServer } from "./loopback.js";
 export class StaticServer extends LoopbackServer {
   readonly files = new Map<string, Uint8Array>();
   readonly dropAfter = new Map<string, number>();
+  /** Send this many body bytes of the next GET of the path, then nothing more (a client to be killed midway). */
+  readonly stallAfter = new Map<string, number>();
   readonly ranges: Array<string | undefined> = [];
 
   protected handle(req: IncomingMessage, res: ServerResponse): void {
@@ -23,6 +25,12 @@ export class StaticServer extends LoopbackServer {
     }
     const slice = body.subarray(start);
     res.writeHead(m ? 206 : 200, { "Content-Length": String(slice.length), ...(m ? { "Content-Range": `bytes ${start}-${body.length - 1}/${body.length}` } : {}) });
+    const stall = this.stallAfter.get(path);
+    if (stall !== undefined) {
+      this.stallAfter.delete(path);
+      res.write(slice.subarray(0, stall));
+      return;
+    }
     const drop = this.dropAfter.get(path);
     if (drop !== undefined) {
       this.dropAfter.delete(path);
