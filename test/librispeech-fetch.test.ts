@@ -90,6 +90,22 @@ describe("LibriSpeech download and extraction", () => {
     assert.ok(!(await readdir(join(dir, ".."))).includes("evil.txt"));
   });
 
+  it("checks every FLAC once at extraction: a damaged file in a checksum-valid archive is refused, and the manifest records the check", async () => {
+    const entries = await splitEntries("test-clean");
+    const flac = entries.find((e) => e.name.endsWith("1089-134686-0001.flac"))!;
+    const damaged = Uint8Array.from(flac.data!);
+    damaged[Math.floor(damaged.length / 2)]! ^= 0x01;
+    const bad = tarGz(entries.map((e) => (e === flac ? { ...e, data: damaged } : e)));
+    server.files.set("/resources/12/bad/test-clean.tar.gz", bad);
+    const root = await tempDir();
+    await assert.rejects(fetchLibriSpeech("test-clean", { mirrorUrl: `${server.url}/resources/12/bad`, root, checksums: sums(bad) }), /holds a damaged FLAC file, 1089-134686-0001\.flac \(the frame at byte \d+ fails its CRC\)/);
+    assert.ok(!(await readdir(root)).includes("LibriSpeech"), "nothing of the split appears");
+    const good = await tempDir();
+    const libri = await fetchLibriSpeech("test-clean", { mirrorUrl: `${server.url}/resources/12`, root: good, checksums: sums(archive) });
+    const lines = (await readFile(join(libri, "test-clean.manifest.jsonl"), "utf8")).trim().split("\n").map((l) => JSON.parse(l));
+    assert.ok(lines.every((l) => l.checked === "metadata and frame CRCs"));
+  });
+
   it("names an unknown split and an unreachable mirror", async () => {
     await assert.rejects(fetchLibriSpeech("train-other-9000", { root: await tempDir() }), /no checksums are known for LibriSpeech 'train-other-9000'/);
     await assert.rejects(fetchLibriSpeech("test-other", { root: await tempDir(), mirrorUrl: "http://127.0.0.1:9/x" }), /cannot reach http:\/\/127\.0\.0\.1:9\/x\/test-other\.tar\.gz/);

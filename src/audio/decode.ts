@@ -1,6 +1,7 @@
 import { readFile } from "node:fs/promises";
 import { FLACDecoder } from "@wasm-audio-decoders/flac";
 import { KitError } from "../util/errors.js";
+import { audioMd5, checkFrames, readFlacLayout } from "./flac-integrity.js";
 import { resample } from "./resample.js";
 
 export const SAMPLE_RATE = 16000;
@@ -48,19 +49,33 @@ export async function decodeAudio(bytes: Uint8Array, file: string): Promise<Deco
 }
 
 export async function decodeFlac(bytes: Uint8Array, file: string): Promise<DecodedAudio> {
+  const damaged = (what: string, field: string) => new KitError(`${file} is a damaged FLAC file: ${what}`, { file, field, fix: "replace the file (re-download it, or re-extract its archive); a damaged FLAC is never transcribed" });
+  const layout = readFlacLayout(bytes);
+  if (!layout) throw damaged("its metadata blocks are cut off or malformed", "STREAMINFO");
+  const frames = checkFrames(bytes, layout.firstFrame);
+  if (frames.damagedAt !== null) {
+    throw damaged(`the audio frame at byte ${frames.damagedAt} (after ${frames.frames} good frames; the file has ${bytes.length} bytes) fails its CRC or is cut off`, "frame CRC-16");
+  }
   const decoder = new FLACDecoder();
   await decoder.ready;
   try {
     const decoded = await decoder.decodeFile(bytes);
     if (decoded.errors.length > 0 || decoded.samplesDecoded === 0) {
       const first = decoded.errors[0];
-      throw new KitError(`${file} is a damaged FLAC file${first ? `: ${first.message} at frame ${first.frameNumber}` : ": no samples decoded"}`, {
-        file,
-        fix: "re-download the file; a truncated or corrupt FLAC cannot be transcribed",
-      });
+      throw damaged(first ? `${first.message} at frame ${first.frameNumber}` : "no samples decoded", "frames");
+    }
+    const info = layout.streamInfo;
+    if (info.totalSamples > 0 && decoded.samplesDecoded !== info.totalSamples) {
+      throw damaged(`${decoded.samplesDecoded} samples decoded, STREAMINFO records ${info.totalSamples}`, "STREAMINFO.total_samples");
     }
     // The decoder scales an int sample by 1/(2^(b-1)-1); numpy/soundfile (the reference) by 1/2^(b-1).
-    const parity = (2 ** (decoded.bitDepth - 1) - 1) / 2 ** (decoded.bitDepth - 1);
+    const full = 2 ** (decoded.bitDepth - 1) - 1;
+    if (!/^0+$/.test(info.md5)) {
+      const ints = decoded.channelData.map((ch) => Int32Array.from(ch.subarray(0, decoded.samplesDecoded), (v) => Math.round(v * full)));
+      const md5 = audioMd5(ints, info.bitsPerSample);
+      if (md5 !== info.md5) throw damaged(`the decoded audio's MD5 is ${md5}, STREAMINFO records ${info.md5}`, "STREAMINFO.md5");
+    }
+    const parity = full / 2 ** (decoded.bitDepth - 1);
     const channels = decoded.channelData.map((ch) => {
       const out = new Float32Array(decoded.samplesDecoded);
       for (let i = 0; i < out.length; i++) out[i] = ch[i]! * parity;
@@ -95,7 +110,10 @@ export function decodeWav(bytes: Uint8Array, file: string): DecodedAudio {
       if (format === 0xfffe && size >= 26) format = view.getUint16(body + 24, true); // extensible: sub-format GUID's first two bytes
     } else if (id === "data") {
       dataOffset = body;
-      dataLength = Math.min(size, bytes.length - body); // a truncated file keeps what it has
+      if (size === 0xffffffff) dataLength = bytes.length - body; // a streaming writer's "to the end"
+      else if (body + size > bytes.length) {
+        throw new KitError(`${file} is a damaged WAV file: its data chunk records ${size} bytes, the file holds ${bytes.length - body} after it (cut off)`, { file, field: "data.size", fix: "replace the file (re-download or re-export it); a damaged file is never transcribed" });
+      } else dataLength = size;
     }
     pos = body + size + (size & 1);
   }

@@ -10,6 +10,7 @@ import { join } from "node:path";
 import { loadAudio } from "../audio/decode.js";
 import type { Transcriber } from "../asr/transcriber.js";
 import type { Utterance } from "../hub/librispeech.js";
+import { KitError } from "../util/errors.js";
 import { repoRoot } from "../util/fs.js";
 import { EnglishTextNormalizer } from "./normalizers.js";
 import { ResultsStore, runKey, type ModelSize, type RunSpec, type RunSummary, type UtteranceResult } from "./results-store.js";
@@ -146,7 +147,15 @@ export async function runEvaluation(request: EvalRequest): Promise<RunOutcome> {
   const mine = request.shard ? evaluationPart(request.utterances, { full: true, shard: request.shard }) : request.utterances;
   const todo = mine.filter((u) => !done.has(u.id));
   const transcribe = async (u: Utterance) => {
-    let audio = await loadAudio(u.path);
+    let audio: Float32Array;
+    try {
+      audio = await loadAudio(u.path);
+    } catch (err) {
+      // Nothing of this utterance is recorded; what the store holds stays, and the run resumes from it.
+      if (!(err instanceof KitError)) throw err;
+      const [first, ...rest] = err.message.split("\n");
+      throw new KitError(`${first}\n  ${rest.map((l) => l.trim()).join("\n  ")}\n  run: ${done.size} utterances of this run are in the store (${store.dir}); replace the file and run the same command again: it resumes there`, {}, err);
+    }
     if (request.transformAudio) audio = await request.transformAudio(audio, u);
     return { audio, result: await request.transcriber.transcribe(audio) };
   };

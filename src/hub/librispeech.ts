@@ -7,6 +7,7 @@ import { cp, mkdir, open, readdir, readFile, rename, rm, stat } from "node:fs/pr
 import { join } from "node:path";
 import { KitError } from "../util/errors.js";
 import { dataDir, exists, readJson, writeFileAtomic } from "../util/fs.js";
+import { checkFrames, readFlacLayout } from "../audio/flac-integrity.js";
 import { downloadVerified, extractTarGz, type Checksums } from "./archive.js";
 
 export interface Utterance {
@@ -154,6 +155,16 @@ export async function fetchLibriSpeech(split: string, options: LibriSpeechFetchO
     throw new KitError(`${archive} does not hold LibriSpeech/${split}/`, { file: archive, fix: "the archive is not the LibriSpeech split it is named after" });
   }
   const manifest = await buildManifest(join(extracted, "LibriSpeech"), split); // validates before the split becomes visible
+  // Each FLAC checked once, here: its metadata and every frame's CRC (decoding checks the rest on use).
+  for (const u of manifest) {
+    const bytes = await readFile(u.path);
+    const layout = readFlacLayout(bytes);
+    const damagedAt = layout ? checkFrames(bytes, layout.firstFrame).damagedAt : 0;
+    if (damagedAt !== null) {
+      await rm(extracted, { recursive: true, force: true });
+      throw new KitError(`${archive} holds a damaged FLAC file, ${u.id}.flac (${layout ? `the frame at byte ${damagedAt} fails its CRC` : "its metadata is malformed"})`, { file: archive, field: `${u.id}.flac`, fix: "the archive passed its checksums, so the mirror serves a damaged archive: use another mirror (--mirror-url / LIBRISPEECH_MIRROR)" });
+    }
+  }
   await mkdir(libri, { recursive: true });
   for (const f of await readdir(join(extracted, "LibriSpeech"))) {
     if (f !== split && !(await exists(join(libri, f)))) await cp(join(extracted, "LibriSpeech", f), join(libri, f), { recursive: true });
@@ -161,7 +172,7 @@ export async function fetchLibriSpeech(split: string, options: LibriSpeechFetchO
   await rm(join(libri, split), { recursive: true, force: true });
   await rename(inner, join(libri, split));
   await rm(extracted, { recursive: true, force: true });
-  const lines = manifest.map((u) => JSON.stringify({ ...u, path: join(libri, split, ...u.id.split("-").slice(0, 2), `${u.id}.flac`) }));
+  const lines = manifest.map((u) => JSON.stringify({ ...u, path: join(libri, split, ...u.id.split("-").slice(0, 2), `${u.id}.flac`), checked: "metadata and frame CRCs" }));
   await writeFileAtomic(manifestFile, lines.join("\n") + "\n");
   return libri;
 }
