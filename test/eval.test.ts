@@ -142,7 +142,11 @@ describe("an evaluation run", () => {
 
     // finished: asking again computes nothing
     let again = 0;
-    const cached = await runEvaluation({ ...base, store: new ResultsStore(dir), transformAudio: (x) => (again++, x) });
+    const cached = await runEvaluation({ ...base, store: new ResultsStore(dir), transformAudio: (x) => {
+        again++;
+        return x;
+      },
+    });
     assert.equal(again, 0);
     assert.equal(cached.key, resumed.key);
     assert.equal(cached.summary?.finishedAt, resumed.summary?.finishedAt);

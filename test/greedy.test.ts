@@ -31,7 +31,9 @@ function scripted(prefer: (sequence: number[]) => number[]): DecoderStepper<numb
       const logits = new Float32Array(ids.length * V);
       for (let t = 0; t < ids.length; t++) {
         const ranking = prefer(seq.slice(0, seq.length - ids.length + t + 1));
-        ranking.forEach((tok, rank) => (logits[t * V + tok] = 100 - rank));
+        ranking.forEach((tok, rank) => {
+          logits[t * V + tok] = 100 - rank;
+        });
       }
       return { logits, state: seq };
     },

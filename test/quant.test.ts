@@ -14,7 +14,8 @@ import { base64Float32, FIXTURES } from "./support/env.js";
 
 const f32 = base64Float32;
 
-type Fixture = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
+// biome-ignore lint/suspicious/noExplicitAny: fixtures are JSON written by the Python reference scripts
+type Fixture = Record<string, any>;
 const load = (name: string): Fixture => JSON.parse(readFileSync(join(FIXTURES, "quant", `${name}.json`), "utf8"));
 
 /** Count of differing codes, and the largest relative difference of a float array. */

@@ -43,8 +43,8 @@ async function store(): Promise<string> {
       timing: { rtf: 0.1, rtfx: 10, peakRssMB: 900 },
     } as RunSummary;
   });
-  await writeFile(join(dir, "results.jsonl"), summaries.map((s) => JSON.stringify(s)).join("\n") + "\n");
-  for (const [key, , , , rs] of runs) await writeFile(join(dir, "runs", `${key}.jsonl`), rs.map((r) => JSON.stringify(r)).join("\n") + "\n");
+  await writeFile(join(dir, "results.jsonl"), `${summaries.map((s) => JSON.stringify(s)).join("\n")}\n`);
+  for (const [key, , , , rs] of runs) await writeFile(join(dir, "runs", `${key}.jsonl`), `${rs.map((r) => JSON.stringify(r)).join("\n")}\n`);
   return dir;
 }
 

@@ -60,7 +60,7 @@ export function markdownToNotebook(text: string, stem: string): object {
 async function convert(): Promise<void> {
   for (const file of readdirSync(SOURCES).filter((f) => f.endsWith(".md")).sort()) {
     const stem = basename(file, ".md");
-    await writeFileAtomic(join(NOTEBOOKS, `${stem}.ipynb`), JSON.stringify(markdownToNotebook(readFileSync(join(SOURCES, file), "utf8"), stem), null, 1) + "\n");
+    await writeFileAtomic(join(NOTEBOOKS, `${stem}.ipynb`), `${JSON.stringify(markdownToNotebook(readFileSync(join(SOURCES, file), "utf8"), stem), null, 1)}\n`);
     console.log(`notebooks/${stem}.ipynb`);
   }
 }

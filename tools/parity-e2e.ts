@@ -99,7 +99,7 @@ async function main(): Promise<void> {
     const spread = r.librarySpread ? `${r.librarySpread}${r.withinSpread === "yes" ? " (kit inside)" : " (kit outside)"}` : "-";
     console.log(`| ${r.recipe} | ${r.utterances} | ${r.identical} (${(100 * (r.identicalShare as number)).toFixed(0)} %) | ${fmt(r.kitWer as number)} | ${fmt(r.libraryWer as number)} | ${fmt(r.difference as number)} (${fmt(r.differenceLow as number)}, ${fmt(r.differenceHigh as number)}) | ${spread} |`);
   }
-  if (values.json) writeFileSync(values.json, JSON.stringify(rows, null, 1) + "\n");
+  if (values.json) writeFileSync(values.json, `${JSON.stringify(rows, null, 1)}\n`);
 }
 
 await main();

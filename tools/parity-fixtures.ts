@@ -76,7 +76,7 @@ async function main(codesDir: string, modelsDir: string, outDir: string): Promis
       }
       layers.push(fixture);
     }
-    writeFileSync(join(outDir, `${model}.json`), JSON.stringify({ model, versions, made: "tools/reference/dump_entry_point_codes.py + tools/parity-fixtures.ts", layers }) + "\n");
+    writeFileSync(join(outDir, `${model}.json`), `${JSON.stringify({ model, versions, made: "tools/reference/dump_entry_point_codes.py + tools/parity-fixtures.ts", layers })}\n`);
   }
 }
 

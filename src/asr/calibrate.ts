@@ -61,7 +61,10 @@ export class HistogramCalibration implements SessionInstrument {
       if (!side) continue;
       const layer = name.slice(0, -(side === "input" ? OBSERVE_INPUT : OBSERVE_OUTPUT).length);
       let pair = this.observers.get(layer);
-      if (!pair) this.observers.set(layer, (pair = { input: new HistogramObserver(), output: new HistogramObserver() }));
+      if (!pair) {
+        pair = { input: new HistogramObserver(), output: new HistogramObserver() };
+        this.observers.set(layer, pair);
+      }
       pair[side].observe(value.data as Float32Array);
     }
   }

@@ -147,7 +147,9 @@ export function decodeWav(bytes: Uint8Array, file: string): DecodedAudio {
 export function encodeWav16(samples: Float32Array, sampleRate: number): Uint8Array {
   const out = new Uint8Array(44 + samples.length * 2);
   const view = new DataView(out.buffer);
-  const text = (at: number, s: string) => [...s].forEach((ch, i) => view.setUint8(at + i, ch.charCodeAt(0)));
+  const text = (at: number, s: string) => {
+    for (let i = 0; i < s.length; i++) view.setUint8(at + i, s.charCodeAt(i));
+  };
   text(0, "RIFF");
   view.setUint32(4, 36 + samples.length * 2, true);
   text(8, "WAVE");

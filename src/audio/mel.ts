@@ -62,7 +62,10 @@ export function melFilterbank(nMels: number, sampleRate = SAMPLE_RATE, nFft = N_
 const filterCache = new Map<number, Float32Array>();
 function cachedFilterbank(nMels: number): Float32Array {
   let filters = filterCache.get(nMels);
-  if (!filters) filterCache.set(nMels, (filters = melFilterbank(nMels)));
+  if (!filters) {
+    filters = melFilterbank(nMels);
+    filterCache.set(nMels, filters);
+  }
   return filters;
 }
 

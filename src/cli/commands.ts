@@ -42,7 +42,8 @@ export interface CommandSpec {
   arguments?: string; // commander syntax: "<repo>", "<files...>"
   options: OptionSpec[];
   example: string;
-  run: (args: string[], options: Record<string, any>, raw: string[]) => Promise<void>; // eslint-disable-line @typescript-eslint/no-explicit-any
+  // biome-ignore lint/suspicious/noExplicitAny: commander hands over the options its spec parsed; each run reads its own
+  run: (args: string[], options: Record<string, any>, raw: string[]) => Promise<void>;
 }
 
 export function positiveInt(text: string): number {
@@ -74,7 +75,10 @@ function hubOptions(o: { hubUrl?: string; revision?: string }): FetchOptions {
   const shown = new Map<string, ReturnType<typeof progress>>();
   options.onProgress = (file, bytes, total) => {
     let p = shown.get(file);
-    if (!p) shown.set(file, (p = progress(`download ${file}`, { unit: "bytes" })));
+    if (!p) {
+      p = progress(`download ${file}`, { unit: "bytes" });
+      shown.set(file, p);
+    }
     p.update(bytes, total);
     if (bytes >= total) p.done();
   };
@@ -106,7 +110,8 @@ const EVALUATION: OptionSpec[] = [
   { flags: "--worker-processes <k>", description: "set by --workers on the processes it starts", parse: positiveInt, hidden: true },
 ];
 
-async function evaluate(command: "eval" | "grid", o: Record<string, any>, raw: string[]): Promise<void> { // eslint-disable-line @typescript-eslint/no-explicit-any
+// biome-ignore lint/suspicious/noExplicitAny: the options of eval or grid, as commander parsed them
+async function evaluate(command: "eval" | "grid", o: Record<string, any>, raw: string[]): Promise<void> {
   const shard = o.shard !== undefined ? parseShard(o.shard) : undefined;
   let jobs: EvalJob[];
   if (command === "grid") jobs = await readGrid(o.config);

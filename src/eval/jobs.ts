@@ -15,7 +15,7 @@ import { calibrateActivations } from "../asr/calibrate.js";
 import { resolveModelDir } from "../hub/fetch-model.js";
 import { readJson } from "../util/fs.js";
 import { babble, babbleTalkers, mixAtSnr, parseNoise, seedOf, whiteNoise, type NoiseSpec } from "./noise.js";
-import { ResultsStore } from "./results-store.js";
+import type { ResultsStore } from "./results-store.js";
 import { runEvaluation, type Progress, type RunOutcome } from "./runner.js";
 import { calibrationPart, evaluationPart, type Selection } from "./splits.js";
 

@@ -134,7 +134,7 @@ export function toFraction(s: string): Fraction | null {
 const ONES_NAMES = ["one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen"];
 const ZEROS = new Set(["o", "oh", "zero"]);
 const ONES = new Map(ONES_NAMES.map((name, i) => [name, i + 1]));
-const ONES_PLURAL = new Map(ONES_NAMES.map((name, i) => [name === "six" ? "sixes" : name + "s", [i + 1, "s"] as const]));
+const ONES_PLURAL = new Map(ONES_NAMES.map((name, i) => [name === "six" ? "sixes" : `${name}s`, [i + 1, "s"] as const]));
 const ONES_ORDINAL = new Map<string, readonly [number, string]>([
   ["zeroth", [0, "th"]],
   ["first", [1, "st"]],
@@ -155,8 +155,8 @@ const TENS_SUFFIXED = new Map<string, readonly [number, string]>([
 const MULTIPLIER_NAMES = ["hundred", "thousand", "million", "billion", "trillion", "quadrillion", "quintillion", "sextillion", "septillion", "octillion", "nonillion", "decillion"];
 const MULTIPLIERS = new Map(MULTIPLIER_NAMES.map((name, i) => [name, i === 0 ? 100n : 10n ** BigInt(3 * i)]));
 const MULTIPLIERS_SUFFIXED = new Map<string, readonly [bigint, string]>([
-  ...[...MULTIPLIERS].map(([name, v]) => [name + "s", [v, "s"] as const] as const),
-  ...[...MULTIPLIERS].map(([name, v]) => [name + "th", [v, "th"] as const] as const),
+  ...[...MULTIPLIERS].map(([name, v]) => [`${name}s`, [v, "s"] as const] as const),
+  ...[...MULTIPLIERS].map(([name, v]) => [`${name}th`, [v, "th"] as const] as const),
 ]);
 const DECIMALS = new Set([...ONES.keys(), ...TENS.keys(), ...ZEROS]);
 const PRECEDING_PREFIXERS = new Map([["minus", "-"], ["negative", "-"], ["plus", "+"], ["positive", "+"]]);
@@ -169,7 +169,11 @@ const WORDS = new Set<string>([
   ...MULTIPLIERS_SUFFIXED.keys(), ...PRECEDING_PREFIXERS.keys(), ...FOLLOWING_PREFIXERS.keys(), ...SUFFIXERS.keys(), ...SPECIALS,
 ]);
 const NUMERIC = re(`^${D}+(?:\\.${D}+)?$`);
-const isNumeric = (s: string | null) => s !== null && (NUMERIC.lastIndex = 0, NUMERIC.test(s));
+const isNumeric = (s: string | null) => {
+  if (s === null) return false;
+  NUMERIC.lastIndex = 0;
+  return NUMERIC.test(s);
+};
 
 /** Python int or str, as the normalizer's running `value` is. */
 type Value = bigint | string | null;
@@ -220,7 +224,7 @@ export class EnglishNumberNormalizer {
         if (value !== null) yield output(value);
         yield output(current);
       } else if (ZEROS.has(current)) {
-        value = (falsy(value) ? "" : pyStr(value!)) + "0";
+        value = `${falsy(value) ? "" : pyStr(value!)}0`;
       } else if (ONES.has(current)) {
         const ones = ONES.get(current)!;
         if (value === null) value = BigInt(ones);
@@ -339,7 +343,7 @@ export class EnglishNumberNormalizer {
             yield output(current);
           }
         } else if (current === "point") {
-          if ((next !== null && DECIMALS.has(next)) || nextIsNumeric) value = (falsy(value) ? "" : pyStr(value!)) + ".";
+          if ((next !== null && DECIMALS.has(next)) || nextIsNumeric) value = `${falsy(value) ? "" : pyStr(value!)}.`;
         }
       } else {
         throw new Error(`normalizer: unexpected token ${current}`);

@@ -163,7 +163,7 @@ export class ResultsStore {
     else await this.repair(file);
     const handle = await open(file, "a");
     try {
-      await handle.write(JSON.stringify(record) + "\n");
+      await handle.write(`${JSON.stringify(record)}\n`);
       await handle.sync();
     } finally {
       await handle.close();

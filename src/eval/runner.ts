@@ -13,7 +13,7 @@ import type { Utterance } from "../hub/librispeech.js";
 import { KitError } from "../util/errors.js";
 import { repoRoot } from "../util/fs.js";
 import { EnglishTextNormalizer } from "./normalizers.js";
-import { ResultsStore, runKey, type ModelSize, type RunSpec, type RunSummary, type UtteranceResult } from "./results-store.js";
+import { type ResultsStore, runKey, type ModelSize, type RunSpec, type RunSummary, type UtteranceResult } from "./results-store.js";
 import type { ModelManifest } from "../model/build.js";
 import { numericsRevision } from "../recipes/catalog.js";
 import { evaluationPart, type Selection } from "./splits.js";

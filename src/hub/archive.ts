@@ -157,7 +157,7 @@ export async function extractTarGz(archive: string, dest: string): Promise<numbe
           break;
         }
         const prefix = cString(header.subarray(345, 500));
-        let name = (prefix ? prefix + "/" : "") + cString(header.subarray(0, 100));
+        let name = (prefix ? `${prefix}/` : "") + cString(header.subarray(0, 100));
         const flag = String.fromCharCode(header[156]!);
         const size = parseOctal(header.subarray(124, 136));
         const linkTarget = cString(header.subarray(157, 257));

@@ -210,7 +210,7 @@ export async function fetchModel(repo: string, options: FetchOptions = {}): Prom
     await downloadOne(repo, commit, entry, target, join(dir, ".incomplete", path), hubUrl, options);
   }
   await rm(join(dir, ".incomplete"), { recursive: true, force: true });
-  await writeFileAtomic(refFile, commit + "\n");
+  await writeFileAtomic(refFile, `${commit}\n`);
   return dir;
 }
 

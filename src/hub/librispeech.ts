@@ -173,6 +173,6 @@ export async function fetchLibriSpeech(split: string, options: LibriSpeechFetchO
   await rename(inner, join(libri, split));
   await rm(extracted, { recursive: true, force: true });
   const lines = manifest.map((u) => JSON.stringify({ ...u, path: join(libri, split, ...u.id.split("-").slice(0, 2), `${u.id}.flac`), checked: "metadata and frame CRCs" }));
-  await writeFileAtomic(manifestFile, lines.join("\n") + "\n");
+  await writeFileAtomic(manifestFile, `${lines.join("\n")}\n`);
   return libri;
 }

@@ -47,7 +47,10 @@ export function parseCt2Model(bytes: Uint8Array, source: string): Ct2Model {
       fail(`${source} ends at byte ${bytes.length} inside ${what} (needs ${pos + n})`, what, "the file is truncated or a part is missing: join all model.bin.partN files in order");
     }
   };
-  const u8 = () => (need(1, "header"), view.getUint8(pos++));
+  const u8 = () => {
+    need(1, "header");
+    return view.getUint8(pos++);
+  };
   const u32 = (what = "header") => {
     need(4, what);
     const v = view.getUint32(pos, true);
@@ -113,7 +116,7 @@ function toFloat32(v: Ct2Variable): Float32Array {
 
 function scalarInt(model: Ct2Model, name: string, source: string): number {
   const v = model.variables.get(name);
-  if (!v || v.dims.length !== 0) throw new KitError(`the model has no scalar ${name}`, { file: source, field: name, fix: "import a complete Whisper model" });
+  if (v?.dims.length !== 0) throw new KitError(`the model has no scalar ${name}`, { file: source, field: name, fix: "import a complete Whisper model" });
   return toFloat32(v)[0]!;
 }
 
@@ -132,7 +135,7 @@ export function ct2ToHuggingFace(model: Ct2Model, source: string): ImportedWeigh
     const target = model.aliases.get(name) ?? name;
     const v = model.variables.get(target);
     if (!v) throw new KitError(`the model has no variable ${name}`, { file: source, field: name, fix: "the model is incomplete; join all of its parts" });
-    let data = toFloat32(v);
+    const data = toFloat32(v);
     const scale = model.variables.get(target.replace(/weight$/, "weight_scale"));
     if (v.dtype === "int8" && target.endsWith("weight")) {
       if (!scale) throw new KitError(`${name} is int8 but has no weight_scale`, { file: source, field: name, fix: "the model is damaged" });

@@ -236,7 +236,7 @@ export function quantizeHqq(w: Weight, options: HqqOptions): QuantizedWeight {
       for (let k = 0, i = startOf(g); k < groupSize; k++, i += stride) {
         const wv = data[i]!;
         let q = roundHalfEven(f(f(wv * s) + z));
-        q = q < 0 ? 0 : q > qmax ? qmax : q;
+        q = q < 0 ? 0 : Math.min(q , qmax);
         const diff = f(wv - f(f(q - z) / s)); // W - W_r
         const a = Math.abs(diff);
         const shrunk = a === 0 ? 0 : Math.max(0, f(a - f(invBeta * f(Math.exp(exponent * Math.log(a))))));

@@ -29,7 +29,7 @@ export function tableMarkdown(table: Table): string {
   const lines = [`**${table.title}**`, "", `| ${frame.columns.map(esc).join(" | ")} |`, `|${frame.columns.map(() => "---").join("|")}|`];
   for (const r of rows) lines.push(`| ${r.map((c) => esc(text(c))).join(" | ")} |`);
   if (table.notes.length) lines.push("", ...table.notes.map((n) => `- ${n}`));
-  return lines.join("\n") + "\n";
+  return `${lines.join("\n")}\n`;
 }
 
 export function tableLatex(table: Table): string {
@@ -50,7 +50,7 @@ export function tableLatex(table: Table): string {
     ...table.notes.map((n) => `\\par\\footnotesize ${esc(n)}`),
     "\\end{table}",
   ];
-  return lines.join("\n") + "\n";
+  return `${lines.join("\n")}\n`;
 }
 
 /** figures/tables/<id>.csv, .md, .tex; returns the files written. */
@@ -91,7 +91,7 @@ export interface FigureRenderer {
 /** Headless Chromium with Plotly loaded once; each figure exported with Plotly.toImage. */
 export async function openFigureRenderer(executablePath = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium"): Promise<FigureRenderer> {
   const { chromium } = await import("playwright-core");
-  let browser; // playwright gives each launch a fresh temporary profile of its own
+  let browser: Awaited<ReturnType<typeof chromium.launch>> | undefined; // playwright gives each launch a fresh temporary profile of its own
   try {
     browser = await chromium.launch({
       executablePath,

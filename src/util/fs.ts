@@ -95,7 +95,7 @@ export async function readJson<T = unknown>(path: string): Promise<T> {
 }
 
 export async function writeJsonAtomic(path: string, value: unknown): Promise<void> {
-  await writeFileAtomic(path, JSON.stringify(value, null, 2) + "\n");
+  await writeFileAtomic(path, `${JSON.stringify(value, null, 2)}\n`);
 }
 
 /** The kit's data folder: PTQ_DATA_DIR, else data/ at the repository root. */

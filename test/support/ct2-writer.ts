@@ -8,7 +8,7 @@ import { float32ToFloat16, type SafetensorsFile } from "../../src/model/safetens
 type Var = { dtype: number; dims: number[]; bytes: Uint8Array };
 
 const str = (s: string) => {
-  const b = new TextEncoder().encode(s + "\0");
+  const b = new TextEncoder().encode(`${s}\0`);
   const out = new Uint8Array(2 + b.length);
   new DataView(out.buffer).setUint16(0, b.length, true);
   out.set(b, 2);
@@ -18,7 +18,9 @@ const str = (s: string) => {
 function f16(data: Float32Array): Var {
   const bytes = new Uint8Array(data.length * 2);
   const view = new DataView(bytes.buffer);
-  data.forEach((v, i) => view.setUint16(i * 2, float32ToFloat16(v), true));
+  data.forEach((v, i) => {
+    view.setUint16(i * 2, float32ToFloat16(v), true);
+  });
   return { dtype: 4, dims: [], bytes };
 }
 

@@ -23,7 +23,9 @@ export const largeDataMissing = (split: string): string | false => (LARGE_LIBRIS
 
 const made: string[] = [];
 // Removed when the test process ends (node --test runs each file in its own process).
-process.on("exit", () => made.forEach((dir) => rmSync(dir, { recursive: true, force: true })));
+process.on("exit", () => {
+  for (const dir of made) rmSync(dir, { recursive: true, force: true });
+});
 
 /** A temporary folder, removed when the test file's process exits. */
 export async function tempDir(prefix = "ptq-test-"): Promise<string> {

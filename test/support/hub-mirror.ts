@@ -83,22 +83,24 @@ export class HubMirror extends LoopbackServer {
     const url = new URL(req.url ?? "/", this.url);
     this.log.push({ method: req.method ?? "GET", url: url.pathname, range: req.headers.range });
     const path = decodeURIComponent(url.pathname);
-    let m: RegExpExecArray | null;
-    if ((m = /^\/api\/models\/([^/]+\/[^/]+)\/revision\/([^/]+)$/.exec(path))) {
+    let m = /^\/api\/models\/([^/]+\/[^/]+)\/revision\/([^/]+)$/.exec(path);
+    if (m) {
       const repo = this.repoFor(m[1]!, m[2]!, res);
       if (!repo) return;
       res.writeHead(200, { "Content-Type": "application/json" });
       res.end(JSON.stringify({ _id: m[1], id: m[1], sha: repo.commit, private: false, gated: false, downloads: 0, likes: 0, lastModified: "2026-01-01T00:00:00.000Z", siblings: [...repo.files.keys()].map((rfilename) => ({ rfilename })) }));
       return;
     }
-    if ((m = /^\/api\/models\/([^/]+\/[^/]+)\/tree\/([^/]+)$/.exec(path))) {
+    m = /^\/api\/models\/([^/]+\/[^/]+)\/tree\/([^/]+)$/.exec(path);
+    if (m) {
       const repo = this.repoFor(m[1]!, m[2]!, res);
       if (!repo) return;
       res.writeHead(200, { "Content-Type": "application/json" });
       res.end(JSON.stringify([...repo.files].map(([p, f]) => this.treeEntry(p, f))));
       return;
     }
-    if ((m = /^\/api\/models\/([^/]+\/[^/]+)\/paths-info\/([^/]+)$/.exec(path)) && req.method === "POST") {
+    m = /^\/api\/models\/([^/]+\/[^/]+)\/paths-info\/([^/]+)$/.exec(path);
+    if (m && req.method === "POST") {
       const repo = this.repoFor(m[1]!, m[2]!, res);
       if (!repo) return;
       let body = "";
@@ -108,7 +110,8 @@ export class HubMirror extends LoopbackServer {
       res.end(JSON.stringify(paths.filter((p) => repo.files.has(p)).map((p) => this.treeEntry(p, repo.files.get(p)!))));
       return;
     }
-    if ((m = /^\/([^/]+\/[^/]+)\/resolve\/([^/]+)\/(.+)$/.exec(path))) {
+    m = /^\/([^/]+\/[^/]+)\/resolve\/([^/]+)\/(.+)$/.exec(path);
+    if (m) {
       const repo = this.repoFor(m[1]!, m[2]!, res);
       if (!repo) return;
       const file = repo.files.get(m[3]!);

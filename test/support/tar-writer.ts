@@ -15,14 +15,14 @@ function header(name: string, size: number, flag: string, link = ""): Uint8Array
   put("0000644\0", 100, 8);
   put("0000000\0", 108, 8);
   put("0000000\0", 116, 8);
-  put(size.toString(8).padStart(11, "0") + "\0", 124, 12);
+  put(`${size.toString(8).padStart(11, "0")}\0`, 124, 12);
   put("00000000000\0", 136, 12);
   put("        ", 148, 8);
   put(flag, 156, 1);
   put(link, 157, 100);
   put("ustar\u000000", 257, 8);
   const sum = h.reduce((a, b) => a + b, 0);
-  put(sum.toString(8).padStart(6, "0") + "\0 ", 148, 8);
+  put(`${sum.toString(8).padStart(6, "0")}\0 `, 148, 8);
   return h;
 }
 
