@@ -40,7 +40,12 @@ async function main(): Promise<void> {
   const onnxDir = join(root, "tiny-dims-onnx");
   await writeSyntheticWhisper(modelDir, { assetsDir: BUNDLED_ASSETS, ...TINY, seed: 1 });
   const build = await buildInChild(modelDir, onnxDir);
-  const baseline = Number(/VmHWM:\s+(\d+) kB/.exec(execFileSync(process.execPath, ["-e", "process.stdout.write(require('fs').readFileSync('/proc/self/status', 'utf8'))"], { encoding: "utf8" }))![1]) / 1024;
+  const baseline =
+    Number(
+      /VmHWM:\s+(\d+) kB/.exec(
+        execFileSync(process.execPath, ["-e", "process.stdout.write(require('fs').readFileSync('/proc/self/status', 'utf8'))"], { encoding: "utf8" }),
+      )![1],
+    ) / 1024;
   await buildOnnxModel(modelDir, onnxDir); // warm file cache for the runtime timings below
   const config = await readWhisperConfig(join(modelDir, "config.json"));
   const model = await OnnxWhisper.load(onnxDir, config, { threads });

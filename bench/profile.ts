@@ -66,7 +66,11 @@ async function kernels(): Promise<void> {
           if (zeros !== "none") inputs.push("z");
           g.op("MatMulNBits", inputs, { K, N, bits, block_size: block, accuracy_level: accuracy }, { domain: "com.microsoft", output: "y" });
         }, `nbits-${bits}-${zeros}-${accuracy}.onnx`);
-        const cell = async (rows: number) => timeRuns(s, rows, K).then((us) => us.toFixed(0), (err: Error) => `fails (${err.message.split("\n")[0]!.slice(-60)})`);
+        const cell = async (rows: number) =>
+          timeRuns(s, rows, K).then(
+            (us) => us.toFixed(0),
+            (err: Error) => `fails (${err.message.split("\n")[0]!.slice(-60)})`,
+          );
         console.log(`| MatMulNBits ${bits}-bit | ${zeros} | ${accuracy} | ${await cell(1)} | ${await cell(1500)} |`);
       }
     }
@@ -79,16 +83,29 @@ async function ops(modelDir: string, recipe: string): Promise<void> {
   const { dir } = await ensureQuantizedModel(modelDir, recipe);
   const config = await readWhisperConfig(join(modelDir, "config.json"));
   const prefix = join(await mkdtemp(join(tmpdir(), "ptq-profile-")), "run");
-  for (const [graph, steps] of [["encoder", 4], ["decoder", 51]] as const) {
-    const session = await ort.InferenceSession.create(join(dir, `${graph}.onnx`), { intraOpNumThreads: 2, graphOptimizationLevel: "all", enableProfiling: true, profileFilePrefix: `${prefix}-${graph}` });
+  for (const [graph, steps] of [
+    ["encoder", 4],
+    ["decoder", 51],
+  ] as const) {
+    const session = await ort.InferenceSession.create(join(dir, `${graph}.onnx`), {
+      intraOpNumThreads: 2,
+      graphOptimizationLevel: "all",
+      enableProfiling: true,
+      profileFilePrefix: `${prefix}-${graph}`,
+    });
     const encoder = graph === "encoder" ? session : await ort.InferenceSession.create(join(dir, "encoder.onnx"), { intraOpNumThreads: 2 });
-    const features = new ort.Tensor("float32", new Float32Array(config.numMelBins * inputFrames(config)).fill(0.1), [1, config.numMelBins, inputFrames(config)]);
+    const features = new ort.Tensor("float32", new Float32Array(config.numMelBins * inputFrames(config)).fill(0.1), [
+      1,
+      config.numMelBins,
+      inputFrames(config),
+    ]);
     const encoded = await encoder.run({ input_features: features });
     if (graph === "encoder") for (let i = 1; i < steps; i++) await encoder.run({ input_features: features });
     if (graph === "decoder") {
       const heads = config.decoderHeads;
       let past: KvCache = {};
-      for (let l = 0; l < config.decoderLayers; l++) for (const kv of ["key", "value"]) past[`past_${kv}.${l}`] = new ort.Tensor("float32", new Float32Array(0), [1, heads, 0, config.dModel / heads]);
+      for (let l = 0; l < config.decoderLayers; l++)
+        for (const kv of ["key", "value"]) past[`past_${kv}.${l}`] = new ort.Tensor("float32", new Float32Array(0), [1, heads, 0, config.dModel / heads]);
       const cross = Object.fromEntries(session.inputNames.filter((n) => n.startsWith("cross_")).map((n) => [n, encoded[n]!]));
       let ids = [50257, 50362];
       for (let i = 0; i < steps; i++) {
@@ -99,7 +116,13 @@ async function ops(modelDir: string, recipe: string): Promise<void> {
       }
     }
     session.endProfiling(); // writes the file; onnxruntime-node does not return its name
-    const events = JSON.parse(await readFile(await profileFile(prefix, graph), "utf8")) as Array<{ cat: string; name: string; ts: number; dur: number; args?: { op_name?: string } }>;
+    const events = JSON.parse(await readFile(await profileFile(prefix, graph), "utf8")) as Array<{
+      cat: string;
+      name: string;
+      ts: number;
+      dur: number;
+      args?: { op_name?: string };
+    }>;
     const calls = events.filter((e) => e.cat === "Session" && e.name === "model_run").sort((a, b) => a.ts - b.ts);
     const warmedUp = calls[0]!.ts + calls[0]!.dur; // the first call (allocations, first touch of the weights) is left out
     const runs = calls.length - 1;
@@ -111,10 +134,14 @@ async function ops(modelDir: string, recipe: string): Promise<void> {
       byNode.set(node, (byNode.get(node) ?? 0) + e.dur);
     }
     const total = [...byOp.values()].reduce((a, b) => a + b, 0);
-    console.log(`\n${recipe} ${graph}: ${(total / runs / 1000).toFixed(2)} ms of kernels per call (${runs} calls)\n| operator | ms per call | share |\n|---|---|---|`);
-    for (const [op, us] of [...byOp].sort((a, b) => b[1] - a[1]).slice(0, 8)) console.log(`| ${op} | ${(us / runs / 1000).toFixed(3)} | ${((100 * us) / total).toFixed(1)} % |`);
+    console.log(
+      `\n${recipe} ${graph}: ${(total / runs / 1000).toFixed(2)} ms of kernels per call (${runs} calls)\n| operator | ms per call | share |\n|---|---|---|`,
+    );
+    for (const [op, us] of [...byOp].sort((a, b) => b[1] - a[1]).slice(0, 8))
+      console.log(`| ${op} | ${(us / runs / 1000).toFixed(3)} | ${((100 * us) / total).toFixed(1)} % |`);
     console.log("| costliest nodes | | |");
-    for (const [node, us] of [...byNode].sort((a, b) => b[1] - a[1]).slice(0, 5)) console.log(`| ${node} | ${(us / runs / 1000).toFixed(3)} | ${((100 * us) / total).toFixed(1)} % |`);
+    for (const [node, us] of [...byNode].sort((a, b) => b[1] - a[1]).slice(0, 5))
+      console.log(`| ${node} | ${(us / runs / 1000).toFixed(3)} | ${((100 * us) / total).toFixed(1)} % |`);
     await session.release();
   }
 }
@@ -122,7 +149,10 @@ async function ops(modelDir: string, recipe: string): Promise<void> {
 /** The profile file onnxruntime wrote for `graph` (named `<prefix>-<graph>_<date>.json`). */
 async function profileFile(prefix: string, graph: string): Promise<string> {
   const folder = join(prefix, "..");
-  const name = (await readdir(folder)).filter((f) => f.startsWith(`run-${graph}`)).sort().at(-1);
+  const name = (await readdir(folder))
+    .filter((f) => f.startsWith(`run-${graph}`))
+    .sort()
+    .at(-1);
   if (!name) throw new Error(`no onnxruntime profile for the ${graph} in ${folder}`);
   return join(folder, name);
 }
@@ -147,7 +177,9 @@ async function sessionMemory(modelDir: string, recipe: string, prepackWeights: b
     cache = (await model.step(ids, encoded, cache)).cache;
     ids = [1000 + i];
   }
-  console.log(`${recipe}, prepack ${prepackWeights}: loaded ${loaded}; after encoder + ${steps} steps ${memory()}; ${((performance.now() - t) / steps).toFixed(1)} ms per step`);
+  console.log(
+    `${recipe}, prepack ${prepackWeights}: loaded ${loaded}; after encoder + ${steps} steps ${memory()}; ${((performance.now() - t) / steps).toFixed(1)} ms per step`,
+  );
 }
 
 async function quantizeTimes(modelDir: string): Promise<void> {
@@ -161,7 +193,8 @@ async function quantizeTimes(modelDir: string): Promise<void> {
 }
 
 const [command, ...args] = process.argv.slice(2);
-const usage = "usage: node build/bench/profile.js kernels | ops <model dir> <recipe> | memory <model dir> <recipe> [--no-prepack] [--steps N] | quantize-times <model dir>";
+const usage =
+  "usage: node build/bench/profile.js kernels | ops <model dir> <recipe> | memory <model dir> <recipe> [--no-prepack] [--steps N] | quantize-times <model dir>";
 if (command === "kernels") await kernels();
 else if (command === "ops" && args.length === 2) await ops(args[0]!, args[1]!);
 else if (command === "memory" && args.length >= 2) {

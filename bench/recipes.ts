@@ -60,7 +60,15 @@ interface PeerOutput {
  * barrier folder). RTFx: all audio over the slowest process's wall time. WER scored here, as the
  * kit scores its own.
  */
-async function runPeers(python: string, modelDir: string, ct2: string, threads: number, workers: number, files: string[], references: string[]): Promise<PeerResult[]> {
+async function runPeers(
+  python: string,
+  modelDir: string,
+  ct2: string,
+  threads: number,
+  workers: number,
+  files: string[],
+  references: string[],
+): Promise<PeerResult[]> {
   const script = join(repoRoot(), "tools", "bench-peers", "peers.py");
   const perProcess = workers === 1 ? threads : Math.max(1, Math.floor(threads / workers));
   const barrier = await mkdtemp(join(tmpdir(), "peers-barrier-"));
@@ -69,7 +77,10 @@ async function runPeers(python: string, modelDir: string, ct2: string, threads: 
     shards.map(async (shard, w) => {
       const list = join(dataDir(), "bench", `peers-files-${w}.txt`);
       await writeFileAtomic(list, shard.map(([, f]) => f).join("\n"));
-      const { stdout } = await execFileAsync(python, [script, modelDir, ct2, String(perProcess), list, barrier, String(workers)], { encoding: "utf8", maxBuffer: 1 << 26 });
+      const { stdout } = await execFileAsync(python, [script, modelDir, ct2, String(perProcess), list, barrier, String(workers)], {
+        encoding: "utf8",
+        maxBuffer: 1 << 26,
+      });
       return JSON.parse(stdout) as PeerOutput;
     }),
   );
@@ -84,7 +95,15 @@ async function runPeers(python: string, modelDir: string, ct2: string, threads: 
     });
     const audio = outputs.reduce((a, o) => a + o.systems[s]!.audioSeconds, 0);
     const wall = Math.max(...outputs.map((o) => o.systems[s]!.wallSeconds));
-    return { system: first.system, layout: `${workers} x ${perProcess}`, rtfx: audio / wall, wer: corpusWer(normalizer, texts.map((text, i) => [references[i]!, text])) };
+    return {
+      system: first.system,
+      layout: `${workers} x ${perProcess}`,
+      rtfx: audio / wall,
+      wer: corpusWer(
+        normalizer,
+        texts.map((text, i) => [references[i]!, text]),
+      ),
+    };
   });
 }
 
@@ -128,7 +147,13 @@ interface ShardResult {
  * Load the recipe's graphs, warm up on the first utterance, decode the shard's audio, then wait for
  * `start` (all workers begin together) and time features, encoder and greedy decoding.
  */
-async function measureShard(modelDir: string, onnxDir: string, paths: Array<[index: number, path: string]>, threads: number, start: () => Promise<void>): Promise<ShardResult> {
+async function measureShard(
+  modelDir: string,
+  onnxDir: string,
+  paths: Array<[index: number, path: string]>,
+  threads: number,
+  start: () => Promise<void>,
+): Promise<ShardResult> {
   resetPeakRss();
   let t = performance.now();
   const transcriber = await Transcriber.load(modelDir, { onnxDir, threads });
@@ -180,13 +205,21 @@ async function runWorker(modelDir: string, onnxDir: string, shard: Array<[number
 async function measureInWorkers(modelDir: string, onnxDir: string, paths: string[], workers: number, threads: number): Promise<ShardResult[]> {
   const children = Array.from({ length: workers }, (_, w) => {
     const shard = paths.map((p, i) => [i, p] as [number, string]).filter(([i]) => i % workers === w);
-    const child = spawn(process.execPath, [fileURLToPath(import.meta.url), "--worker", modelDir, onnxDir, String(threads), JSON.stringify(shard)], { stdio: ["pipe", "pipe", "inherit"] });
+    const child = spawn(process.execPath, [fileURLToPath(import.meta.url), "--worker", modelDir, onnxDir, String(threads), JSON.stringify(shard)], {
+      stdio: ["pipe", "pipe", "inherit"],
+    });
     let out = "";
-    const ready = new Promise<void>((resolve) => child.stdout.on("data", (chunk: Buffer) => {
-      out += chunk.toString();
-      if (out.includes("ready\n")) resolve();
-    }));
-    const done = new Promise<ShardResult>((resolve, reject) => child.on("close", (code) => (code === 0 ? resolve(JSON.parse(out.trim().split("\n").at(-1)!) as ShardResult) : reject(new Error(`bench worker ${w} exited with ${code}`)))));
+    const ready = new Promise<void>((resolve) =>
+      child.stdout.on("data", (chunk: Buffer) => {
+        out += chunk.toString();
+        if (out.includes("ready\n")) resolve();
+      }),
+    );
+    const done = new Promise<ShardResult>((resolve, reject) =>
+      child.on("close", (code) =>
+        code === 0 ? resolve(JSON.parse(out.trim().split("\n").at(-1)!) as ShardResult) : reject(new Error(`bench worker ${w} exited with ${code}`)),
+      ),
+    );
     return { child, ready, done };
   });
   await Promise.all(children.map((c) => c.ready));
@@ -211,13 +244,27 @@ async function measure(modelDir: string, recipe: string, split: string, root: st
   const manifest = await buildManifest(root, split);
   const utterances = evaluationPart(manifest, { limit });
   const { id, options } = parseRecipeEntry(recipe);
-  const calibration = findRecipe(id).scheme === "static" ? splitCalibration(modelDir, split, manifest, { threads }, Number(process.env.CALIBRATION_LIMIT ?? 20)) : undefined;
+  const calibration =
+    findRecipe(id).scheme === "static" ? splitCalibration(modelDir, split, manifest, { threads }, Number(process.env.CALIBRATION_LIMIT ?? 20)) : undefined;
   const quantized = await ensureQuantizedModel(modelDir, id, options, calibration);
   const paths = utterances.map((u) => u.path);
-  const shards = workers === 1 ? [await measureShard(modelDir, quantized.dir, paths.map((p, i) => [i, p]), threads, async () => {})] : await measureInWorkers(modelDir, quantized.dir, paths, workers, Math.max(1, Math.floor(threads / workers)));
+  const shards =
+    workers === 1
+      ? [
+          await measureShard(
+            modelDir,
+            quantized.dir,
+            paths.map((p, i) => [i, p]),
+            threads,
+            async () => {},
+          ),
+        ]
+      : await measureInWorkers(modelDir, quantized.dir, paths, workers, Math.max(1, Math.floor(threads / workers)));
   const normalizer = await EnglishTextNormalizer.load(modelDir);
   const hypotheses = new Map(shards.flatMap((s) => s.texts));
-  const execution = [...new Set(quantized.manifest.parameters.map((p) => p.execution ?? "fp32"))].filter((e) => e !== "fp32" || recipe === "fp32").join(" + ") + (options.accuracyLevel === 4 ? " (int8 activations)" : "");
+  const execution =
+    [...new Set(quantized.manifest.parameters.map((p) => p.execution ?? "fp32"))].filter((e) => e !== "fp32" || recipe === "fp32").join(" + ") +
+    (options.accuracyLevel === 4 ? " (int8 activations)" : "");
   const audio = shards.reduce((a, s) => a + s.audioSeconds, 0);
   const tokens = shards.reduce((a, s) => a + s.tokens, 0);
   return {
@@ -230,7 +277,10 @@ async function measure(modelDir: string, recipe: string, split: string, root: st
     decoderMsPerToken: shards.reduce((a, s) => a + s.decodeMs, 0) / tokens,
     rtfx: audio / (Math.max(...shards.map((s) => s.wallMs)) / 1000), // the shards ran at the same time
     peakRssMB: shards.reduce((a, s) => a + s.peakRssMB, 0), // all workers together
-    wer: corpusWer(normalizer, utterances.map((u, i) => [u.transcript, hypotheses.get(i)!])),
+    wer: corpusWer(
+      normalizer,
+      utterances.map((u, i) => [u.transcript, hypotheses.get(i)!]),
+    ),
     utterances: utterances.length,
     tokens,
   };
@@ -241,7 +291,8 @@ async function benchModel(): Promise<string> {
   const small = join(dataDir(), "models", "whisper-small");
   if (existsSync(join(small, "model.safetensors"))) return small;
   const random = join(dataDir(), "bench", "tiny-dims-model");
-  if (!existsSync(join(random, "model.safetensors"))) await writeSyntheticWhisper(random, { dModel: 384, heads: 6, layers: 4, ffnDim: 1536, assetsDir: BUNDLED_ASSETS });
+  if (!existsSync(join(random, "model.safetensors")))
+    await writeSyntheticWhisper(random, { dModel: 384, heads: 6, layers: 4, ffnDim: 1536, assetsDir: BUNDLED_ASSETS });
   return random;
 }
 
@@ -261,12 +312,18 @@ async function main(): Promise<void> {
     console.log(JSON.stringify(await measure(modelDir, recipe, "train-clean-5", root, limit, threads, workers)));
     return;
   }
-  if (!Number.isInteger(workers) || workers < 1 || workers > threads) throw new Error(`WORKERS=${process.env.WORKERS}: give a whole number from 1 to THREADS (${threads})`);
+  if (!Number.isInteger(workers) || workers < 1 || workers > threads)
+    throw new Error(`WORKERS=${process.env.WORKERS}: give a whole number from 1 to THREADS (${threads})`);
   const modelDir = await benchModel();
   const recipes = (process.env.RECIPES ?? "fp32,pytorch/dynamic-int8,quanto/w8,quanto/w8a8,quanto/w4,hqq/4,bnb/nf4,bnb/llm-int8").split(",");
   const rows: RecipeBench[] = [];
   for (const recipe of recipes) {
-    const out = execFileSync(process.execPath, [fileURLToPath(import.meta.url), "--child", modelDir, recipe], { encoding: "utf8", env: process.env, maxBuffer: 1 << 26, stdio: ["ignore", "pipe", "inherit"] });
+    const out = execFileSync(process.execPath, [fileURLToPath(import.meta.url), "--child", modelDir, recipe], {
+      encoding: "utf8",
+      env: process.env,
+      maxBuffer: 1 << 26,
+      stdio: ["ignore", "pipe", "inherit"],
+    });
     rows.push(JSON.parse(out.trim().split("\n").at(-1)!) as RecipeBench);
     const r = rows.at(-1)!;
     process.stderr.write(`${recipe}: RTFx ${r.rtfx.toFixed(2)}, WER ${r.wer.toFixed(2)} %\n`);
@@ -276,12 +333,22 @@ async function main(): Promise<void> {
   console.log("| recipe | execution | processes x threads | quantize s | load s | encoder ms/window | decoder ms/token | RTFx | x fp32 | peak MB | WER % |");
   console.log("|---|---|---|---|---|---|---|---|---|---|---|");
   for (const r of rows) {
-    console.log(`| ${r.recipe} | ${r.execution} | ${r.layout} | ${r.quantizeSeconds.toFixed(1)} | ${r.loadSeconds.toFixed(2)} | ${r.encoderMsPerWindow.toFixed(0)} | ${r.decoderMsPerToken.toFixed(1)} | ${r.rtfx.toFixed(2)} | ${fp32 ? (r.rtfx / fp32.rtfx).toFixed(2) : "-"} | ${r.peakRssMB.toFixed(0)} | ${r.wer.toFixed(2)} |`);
+    console.log(
+      `| ${r.recipe} | ${r.execution} | ${r.layout} | ${r.quantizeSeconds.toFixed(1)} | ${r.loadSeconds.toFixed(2)} | ${r.encoderMsPerWindow.toFixed(0)} | ${r.decoderMsPerToken.toFixed(1)} | ${r.rtfx.toFixed(2)} | ${fp32 ? (r.rtfx / fp32.rtfx).toFixed(2) : "-"} | ${r.peakRssMB.toFixed(0)} | ${r.wer.toFixed(2)} |`,
+    );
   }
   let peers: PeerResult[] = [];
   if (process.env.PEERS_PYTHON) {
     const utterances = evaluationPart(await buildManifest(root, "train-clean-5"), { limit });
-    peers = await runPeers(process.env.PEERS_PYTHON, modelDir, process.env.PEERS_CT2 ?? "-", threads, workers, utterances.map((u) => u.path), utterances.map((u) => u.transcript));
+    peers = await runPeers(
+      process.env.PEERS_PYTHON,
+      modelDir,
+      process.env.PEERS_CT2 ?? "-",
+      threads,
+      workers,
+      utterances.map((u) => u.path),
+      utterances.map((u) => u.transcript),
+    );
     console.log("\n| peer | processes x threads | RTFx | WER % |\n|---|---|---|---|");
     for (const p of peers) console.log(`| ${p.system} | ${p.layout} | ${p.rtfx.toFixed(2)} | ${p.wer.toFixed(2)} |`);
     console.log(`\n| recipe | ${peers.map((p) => `RTFx / ${p.system}`).join(" | ")} |\n|---|${peers.map(() => "---").join("|")}|`);

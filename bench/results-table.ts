@@ -39,7 +39,9 @@ async function main(): Promise<void> {
     const m = known.get(`${s.spec.model.weightsSha256}|${s.spec.recipe.id}`);
     const parameterBytes = s.size?.parameterBytes ?? m?.parameterBytes;
     const baseline = s.size?.fp32ParameterBytes ?? m?.baselineParameterBytes ?? m?.parameterBytes;
-    const execution = m ? [...new Set(m.parameters.map((p) => p.execution ?? "fp32"))].filter((e) => e !== "fp32" || m.recipe === "fp32").join(" + ") : r.execution;
+    const execution = m
+      ? [...new Set(m.parameters.map((p) => p.execution ?? "fp32"))].filter((e) => e !== "fp32" || m.recipe === "fp32").join(" + ")
+      : r.execution;
     const cells = [
       r.model,
       r.recipe,

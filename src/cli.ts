@@ -45,7 +45,10 @@ function addCommand(parent: Command, spec: CommandSpec, name: string): void {
 }
 
 export function program(): Command {
-  const root = new Command("ptq").description("post-training quantization of Whisper, measured on onnxruntime").exitOverride().configureOutput({ writeErr: () => {} });
+  const root = new Command("ptq")
+    .description("post-training quantization of Whisper, measured on onnxruntime")
+    .exitOverride()
+    .configureOutput({ writeErr: () => {} });
   const groups = new Map<string, Command>();
   for (const spec of COMMANDS) {
     const [head, sub] = spec.name.split(" ");
@@ -55,7 +58,11 @@ export function program(): Command {
     }
     let group = groups.get(head!);
     if (!group) {
-      group = root.command(head!).description(`${head} subcommands: ${COMMANDS.filter((c) => c.name.startsWith(`${head} `)).map((c) => c.name.split(" ")[1]).join(", ")}`);
+      group = root.command(head!).description(
+        `${head} subcommands: ${COMMANDS.filter((c) => c.name.startsWith(`${head} `))
+          .map((c) => c.name.split(" ")[1])
+          .join(", ")}`,
+      );
       groups.set(head!, group);
     }
     addCommand(group, spec, sub);

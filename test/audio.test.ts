@@ -122,7 +122,9 @@ describe("log-mel features", () => {
   it("skipping silent frames gives what transforming every frame gives", () => {
     // Quiet noise (so that the floor, max - 8, lies below the silent frames' -10), a stretch of
     // digital silence, noise again, then the 30 s padding.
-    const audio = Float32Array.from({ length: 24000 }, (_, i) => (i >= 8000 && i < 16000 ? 0 : (Math.sin(i * 0.05) * 0.2 + (((i * 7919) % 101) / 101 - 0.5) * 0.05) * 1e-3));
+    const audio = Float32Array.from({ length: 24000 }, (_, i) =>
+      i >= 8000 && i < 16000 ? 0 : (Math.sin(i * 0.05) * 0.2 + (((i * 7919) % 101) / 101 - 0.5) * 0.05) * 1e-3,
+    );
     const filters = melFilterbank(80);
     const fast = logMelSpectrogram(audio, 80, filters);
     // The plain recipe: complex FFT of every frame, power, filterbank, log10, floor, scale.

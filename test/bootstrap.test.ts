@@ -49,10 +49,11 @@ describe("WER bootstrap over utterances", () => {
 
 describe("paired WER difference", () => {
   const random = seededRandom(21);
-  const base = (n: number) => Array.from({ length: n }, () => {
-    const words = 10 + Math.floor(random() * 20);
-    return { errors: Math.floor(random() * 3), words };
-  });
+  const base = (n: number) =>
+    Array.from({ length: n }, () => {
+      const words = 10 + Math.floor(random() * 20);
+      return { errors: Math.floor(random() * 3), words };
+    });
 
   it("finds a planted difference: 10 % of utterances made worse by two errors", () => {
     const a = base(400);
@@ -79,6 +80,13 @@ describe("paired WER difference", () => {
     const d = pairedWerDifference(a, a);
     assert.equal(d.estimate, 0);
     assert.equal(d.p, 1);
-    assert.throws(() => pairedWerDifference(a, a.map((u) => ({ ...u, words: u.words + 1 }))), /not over the same references/);
+    assert.throws(
+      () =>
+        pairedWerDifference(
+          a,
+          a.map((u) => ({ ...u, words: u.words + 1 })),
+        ),
+      /not over the same references/,
+    );
   });
 });

@@ -50,7 +50,8 @@ describe("ptq command line", () => {
   it("recipes lists the grid; quantize writes a model and reports its size", async () => {
     const { stdout } = await ptq("recipes");
     assert.match(stdout, /^recipe\s+library\s+scheme/);
-    for (const id of ["pytorch/dynamic-int8", "quanto/w4", "hqq/3", "bnb/nf4", "quanto/w8a8"]) assert.match(stdout, new RegExp(`^${id.replace("/", "\\/")}\\s`, "m"));
+    for (const id of ["pytorch/dynamic-int8", "quanto/w4", "hqq/3", "bnb/nf4", "quanto/w8a8"])
+      assert.match(stdout, new RegExp(`^${id.replace("/", "\\/")}\\s`, "m"));
     assert.match(stdout, /hqq\/3 .*dequantized at load/);
     const out = await ptq("quantize", "--model", "kit-tests/whisper-synthetic", "--recipe", "hqq/4", "--group-size", "32");
     const report = JSON.parse(out.stdout);
@@ -99,7 +100,8 @@ describe("ptq explains itself", () => {
       const { stdout } = await ptq(...c.name.split(" "), "--help");
       const text = stdout.replace(/\s+/g, " ");
       for (const o of c.options.filter((o) => !o.hidden)) assert.ok(stdout.includes(o.flags.split(" ")[0]!), `${c.name}: ${o.flags}`);
-      for (const o of c.options.filter((o) => o.default !== undefined && typeof o.default !== "boolean")) assert.ok(text.includes(`default: ${o.defaultShown ?? JSON.stringify(o.default)}`), `${c.name}: default of ${o.flags}`);
+      for (const o of c.options.filter((o) => o.default !== undefined && typeof o.default !== "boolean"))
+        assert.ok(text.includes(`default: ${o.defaultShown ?? JSON.stringify(o.default)}`), `${c.name}: default of ${o.flags}`);
       assert.match(stdout, /Example:\n {2}ptq /, c.name);
     }
   });
@@ -110,7 +112,10 @@ describe("ptq explains itself", () => {
 
   it("a missing value, a bad number, a missing required option and an unknown command exit 2", async () => {
     await usageError(["eval", "--model", "m", "--split"], /^ptq eval: option '--split <name>' argument missing/);
-    await usageError(["eval", "--model", "m", "--split", "s", "--limit", "ten"], /^ptq eval: option '--limit <n>' argument 'ten' is invalid\. expects a positive whole number/);
+    await usageError(
+      ["eval", "--model", "m", "--split", "s", "--limit", "ten"],
+      /^ptq eval: option '--limit <n>' argument 'ten' is invalid\. expects a positive whole number/,
+    );
     await usageError(["transcribe", TEST_CLEAN_FLAC], /^ptq transcribe: required option '--model <id\|dir>' not specified/);
     await usageError(["quantise"], /^ptq: unknown command 'quantise'/);
     await usageError(["fetch"], /^ptq fetch: which one\? model or librispeech/);

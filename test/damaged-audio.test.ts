@@ -60,8 +60,14 @@ describe("damaged audio", () => {
   });
 
   it("a WAV whose data chunk runs past the end of the file", async () => {
-    const wav = encodeWav16(Float32Array.from({ length: 1600 }, (_, i) => Math.sin(i / 10) / 4), SAMPLE_RATE);
-    await assert.rejects(decodeAudio(wav.subarray(0, 44 + 1000), "cut.wav"), /cut\.wav is a damaged WAV file: its data chunk records 3200 bytes, the file holds 1000 after it/);
+    const wav = encodeWav16(
+      Float32Array.from({ length: 1600 }, (_, i) => Math.sin(i / 10) / 4),
+      SAMPLE_RATE,
+    );
+    await assert.rejects(
+      decodeAudio(wav.subarray(0, 44 + 1000), "cut.wav"),
+      /cut\.wav is a damaged WAV file: its data chunk records 3200 bytes, the file holds 1000 after it/,
+    );
     assert.equal((await decodeAudio(wav, "whole.wav")).channels[0]!.length, 1600);
   });
 
@@ -71,12 +77,17 @@ describe("damaged audio", () => {
     for (const [what, bytes, pattern] of await damagedVariants()) {
       const file = join(dir, "damaged.flac");
       await writeFile(file, bytes);
-      await assert.rejects(run(process.execPath, [join(ROOT, "build", "src", "cli.js"), "transcribe", "--model", model, "--threads", "1", file], { env: { ...process.env, PTQ_DATA_DIR: dir } }), (err: { code?: number; stderr?: string }) => {
-        assert.equal(err.code, 1, what);
-        assert.match(err.stderr ?? "", new RegExp(`${file.replace(/[.*+?^${}()|[\]\\/]/g, "\\$&")} is a damaged FLAC file`), what);
-        assert.match(err.stderr ?? "", pattern, what);
-        return true;
-      });
+      await assert.rejects(
+        run(process.execPath, [join(ROOT, "build", "src", "cli.js"), "transcribe", "--model", model, "--threads", "1", file], {
+          env: { ...process.env, PTQ_DATA_DIR: dir },
+        }),
+        (err: { code?: number; stderr?: string }) => {
+          assert.equal(err.code, 1, what);
+          assert.match(err.stderr ?? "", new RegExp(`${file.replace(/[.*+?^${}()|[\]\\/]/g, "\\$&")} is a damaged FLAC file`), what);
+          assert.match(err.stderr ?? "", pattern, what);
+          return true;
+        },
+      );
     }
   });
 
@@ -101,18 +112,29 @@ describe("damaged audio", () => {
       });
       const [key] = await store.runKeys();
       const kept = await store.finishedUtterances(key!);
-      assert.deepEqual([...kept.keys()], utterances.slice(0, 3).map((u) => u.id), "nothing of the damaged utterance, nothing lost before it");
+      assert.deepEqual(
+        [...kept.keys()],
+        utterances.slice(0, 3).map((u) => u.id),
+        "nothing of the damaged utterance, nothing lost before it",
+      );
 
       await rm(victim.path);
       await copyFile(join(LIBRISPEECH, "train-clean-5", ...victim.id.split("-").slice(0, 2), `${victim.id}.flac`), victim.path);
       const decoded: string[] = [];
-      const outcome = await runEvaluation({ ...base, store, transformAudio: (audio, u) => {
+      const outcome = await runEvaluation({
+        ...base,
+        store,
+        transformAudio: (audio, u) => {
           decoded.push(u.id);
           return audio;
         },
       });
       assert.equal(outcome.summary?.spec.utterances, 6);
-      assert.deepEqual(decoded.slice(1), utterances.slice(3).map((u) => u.id), "only the rest is decoded (after the warm-up)");
+      assert.deepEqual(
+        decoded.slice(1),
+        utterances.slice(3).map((u) => u.id),
+        "only the rest is decoded (after the warm-up)",
+      );
       assert.ok((await loadAudio(victim.path)).length > 0);
     });
   });

@@ -22,7 +22,10 @@ interface Fixture {
   layers: Array<{
     layer: string;
     shape: [number, number];
-    configs: Record<string, { sha256: string; differences: Array<{ index: number; library: number }>; libraryZero?: Record<string, number>; libraryScale?: Record<string, number> }>;
+    configs: Record<
+      string,
+      { sha256: string; differences: Array<{ index: number; library: number }>; libraryZero?: Record<string, number>; libraryScale?: Record<string, number> }
+    >;
   }>;
 }
 
@@ -33,7 +36,9 @@ for (const model of ["whisper-tiny.en", "whisper-base"]) {
   const missing = existsSync(join(dir, "model.safetensors")) ? false : `${dir} is not imported: run make import-models (needs PyPI)`;
   const fixture: Fixture = JSON.parse(readFileSync(join(FIXTURES, "parity", `${model}.json`), "utf8"));
 
-  describe(`${model}: full layers against the libraries' entry points (${Object.entries(fixture.versions).map(([k, v]) => `${k} ${v}`).join(", ")})`, { skip: missing }, () => {
+  describe(`${model}: full layers against the libraries' entry points (${Object.entries(fixture.versions)
+    .map(([k, v]) => `${k} ${v}`)
+    .join(", ")})`, { skip: missing }, () => {
     let weights: SafetensorsFile;
     const weightOf = async (layer: string, [rows, cols]: [number, number]) => {
       weights ??= await SafetensorsFile.load(join(dir, "model.safetensors"));
@@ -56,10 +61,15 @@ for (const model of ["whisper-tiny.en", "whisper-base"]) {
             codes[d.index] = d.library;
           }
           const label = `${layer.layer} [${layer.shape}]`;
-          assert.equal(createHash("sha256").update(codesAsInt16(codes)).digest("hex"), ref.sha256, `${label}: the kit's codes differ from the library's beyond the ${ref.differences.length} positions the fixture records`);
+          assert.equal(
+            createHash("sha256").update(codesAsInt16(codes)).digest("hex"),
+            ref.sha256,
+            `${label}: the kit's codes differ from the library's beyond the ${ref.differences.length} positions the fixture records`,
+          );
           const identical = 1 - differing / codes.length;
           assert.ok(identical >= 0.999, `${label}: ${(100 * identical).toFixed(4)} % identical`);
-          if (!config.name.startsWith("hqq")) assert.equal(differing, 0, `${label}: ${differing} codes differ; only HQQ's solver may differ at float-rounding ties`);
+          if (!config.name.startsWith("hqq"))
+            assert.equal(differing, 0, `${label}: ${differing} codes differ; only HQQ's solver may differ at float-rounding ties`);
         }
       });
     }
@@ -87,7 +97,10 @@ function explainHqqDifference(
   assert.ok(libZero !== undefined && libStep !== undefined, `${label}: no library zero recorded for group ${g}`);
   const shift = q.zeros![g]! - libZero;
   const sixtyFourths = shift * GROUP;
-  assert.ok(Math.abs(sixtyFourths) >= 0.99 && Math.abs(sixtyFourths - Math.round(sixtyFourths)) < 0.01, `${label} [${d.index}]: zero differs by ${shift}, not by whole 64ths`);
+  assert.ok(
+    Math.abs(sixtyFourths) >= 0.99 && Math.abs(sixtyFourths - Math.round(sixtyFourths)) < 0.01,
+    `${label} [${d.index}]: zero differs by ${shift}, not by whole 64ths`,
+  );
   const preRound = w[d.index]! / libStep + libZero;
   const toHalf = Math.abs(preRound - Math.floor(preRound) - 0.5);
   assert.ok(toHalf <= Math.abs(shift) + 1e-4, `${label} [${d.index}]: library value ${preRound} is ${toHalf} from a tie, beyond the zero shift ${shift}`);

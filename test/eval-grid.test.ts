@@ -92,7 +92,11 @@ describe("ptq grid killed midway", () => {
     const grid = join(await tempDir(), "grid.json");
     await writeFile(grid, JSON.stringify({ models: [model], splits: ["mini"], full: true, librispeechDir: root }));
     const env = { ...process.env, PTQ_DATA_DIR: await tempDir() };
-    const ptq = (results: string) => spawn(process.execPath, [join(ROOT, "build", "src", "cli.js"), "grid", "--config", grid, "--results", results, "--threads", "1"], { env, stdio: ["ignore", "pipe", "pipe"] });
+    const ptq = (results: string) =>
+      spawn(process.execPath, [join(ROOT, "build", "src", "cli.js"), "grid", "--config", grid, "--results", results, "--threads", "1"], {
+        env,
+        stdio: ["ignore", "pipe", "pipe"],
+      });
     const finish = (p: ReturnType<typeof ptq>) =>
       new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
         let stdout = "";
@@ -142,10 +146,17 @@ describe("ptq grid --workers 2", () => {
     for (const shard of [undefined, { index: 1, count: 3 }]) {
       const parts = [0, 1, 2].map((w) => evaluationPart(items, { full: true, shard: workerShard(shard, w, 3) }));
       const whole = evaluationPart(items, { full: true, ...(shard ? { shard } : {}) });
-      assert.deepEqual(parts.flat().sort((a, b) => a - b), whole);
+      assert.deepEqual(
+        parts.flat().sort((a, b) => a - b),
+        whole,
+      );
       assert.ok(parts.every((p) => p.length > 0));
     }
-    assert.deepEqual(withoutOptions(["--config", "g.json", "--workers", "2", "--shard=1/2", "--threads", "1", "--force"], ["workers", "shard", "threads"]), ["--config", "g.json", "--force"]);
+    assert.deepEqual(withoutOptions(["--config", "g.json", "--workers", "2", "--shard=1/2", "--threads", "1", "--force"], ["workers", "shard", "threads"]), [
+      "--config",
+      "g.json",
+      "--force",
+    ]);
   });
 
   it("two processes share the store: every utterance once, one summary, the single process's results; a rerun redoes nothing", async () => {
@@ -156,7 +167,10 @@ describe("ptq grid --workers 2", () => {
     const env = { ...process.env, PTQ_DATA_DIR: await tempDir() };
     const ptq = (results: string, ...extra: string[]) =>
       new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
-        const p = spawn(process.execPath, [join(ROOT, "build", "src", "cli.js"), "grid", "--config", grid, "--results", results, ...extra], { env, stdio: ["ignore", "pipe", "pipe"] });
+        const p = spawn(process.execPath, [join(ROOT, "build", "src", "cli.js"), "grid", "--config", grid, "--results", results, ...extra], {
+          env,
+          stdio: ["ignore", "pipe", "pipe"],
+        });
         let stdout = "";
         let stderr = "";
         p.stdout.on("data", (d) => (stdout += d));
@@ -178,7 +192,11 @@ describe("ptq grid --workers 2", () => {
       assert.equal(records.length, 10);
       assert.equal(new Set(records.map((r) => r.id)).size, 10, "no utterance recorded twice");
     }
-    assert.deepEqual((await readdir(join(shared, "runs"))).filter((f) => f.endsWith(".summarizing")), [], "no summary marker left");
+    assert.deepEqual(
+      (await readdir(join(shared, "runs"))).filter((f) => f.endsWith(".summarizing")),
+      [],
+      "no summary marker left",
+    );
     const again = await ptq(shared, "--workers", "2", "--threads", "1");
     assert.equal(again.code, 0, again.stderr);
     assert.equal((await readJsonl<RunSummary>(join(shared, "results.jsonl"))).records.length, 2, "finished runs are not redone");

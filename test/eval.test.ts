@@ -16,7 +16,10 @@ describe("WER and CER", () => {
   it("counts substitutions, deletions and insertions on hand-checked alignments", () => {
     const a = align(words("the cat sat on the mat"), words("the cat sit on mat today"));
     assert.deepEqual([a.substitutions, a.deletions, a.insertions, a.hits], [1, 1, 1, 4]); // distance 3, "mat" kept as a match
-    assert.deepEqual(a.steps.map((s) => s.op), ["equal", "equal", "substitute", "equal", "delete", "equal", "insert"]);
+    assert.deepEqual(
+      a.steps.map((s) => s.op),
+      ["equal", "equal", "substitute", "equal", "delete", "equal", "insert"],
+    );
     assert.equal(errorRate(a), 3 / 6);
     const empty = align(words(""), words("hello there"));
     assert.deepEqual([empty.insertions, empty.referenceLength], [2, 0]);
@@ -35,7 +38,10 @@ describe("WER and CER", () => {
 describe("LibriSpeech manifest and the study's split", () => {
   it("lists a split's utterances sorted by id, with FLAC durations", async () => {
     const m = await buildManifest(LIBRISPEECH, "test-clean");
-    assert.deepEqual(m.map((u) => u.id), ["1089-134686-0000", "1089-134686-0001", "1089-134691-0000", "1089-134691-0001"]);
+    assert.deepEqual(
+      m.map((u) => u.id),
+      ["1089-134686-0000", "1089-134686-0001", "1089-134691-0000", "1089-134691-0001"],
+    );
     assert.ok(Math.abs(m.reduce((a, u) => a + u.duration, 0) - 21.2) < 0.05);
     assert.equal(m[0]!.duration, 166960 / 16000);
     assert.match(m[0]!.transcript, /^HE HOPED THERE WOULD BE STEW/);
@@ -57,10 +63,16 @@ describe("LibriSpeech manifest and the study's split", () => {
     const chapter = join(root, "my-split", "1", "2");
     await mkdir(chapter, { recursive: true });
     await writeFile(join(chapter, "1-2.trans.txt"), "1-2-0000 HELLO WORLD\n");
-    await assert.rejects(buildManifest(root, "my-split"), (err: unknown) => err instanceof KitError && /1-2-0000\.flac, which cannot be opened/.test(err.message));
+    await assert.rejects(
+      buildManifest(root, "my-split"),
+      (err: unknown) => err instanceof KitError && /1-2-0000\.flac, which cannot be opened/.test(err.message),
+    );
     await writeFile(join(chapter, "1-2.trans.txt"), "1-2-0000 HELLO\nthis line is wrong\n");
     await assert.rejects(buildManifest(root, "my-split"), /line 2 of .*1-2\.trans\.txt is not/);
-    assert.throws(() => parseTranscripts("x", "t.txt"), (err: unknown) => err instanceof KitError && err.field === "line 1");
+    assert.throws(
+      () => parseTranscripts("x", "t.txt"),
+      (err: unknown) => err instanceof KitError && err.field === "line 1",
+    );
     await assert.rejects(buildManifest(root, "no-such-split"), /no split 'no-such-split'[\s\S]*available here: my-split/);
     await mkdir(join(root, "empty-split", "9", "9"), { recursive: true });
     await assert.rejects(buildManifest(root, "empty-split"), /holds no utterances/);
@@ -71,7 +83,18 @@ describe("results store", () => {
   it("drops a truncated last line left by a crash, keeps everything before it, and appends cleanly", async () => {
     const dir = await tempDir();
     const store = new ResultsStore(dir);
-    const rec = (id: string) => ({ id, hypothesis: "x", hypothesisNormalized: "x", referenceNormalized: "x", words: { substitutions: 0, deletions: 0, insertions: 0, hits: 1, referenceLength: 1 }, chars: { substitutions: 0, deletions: 0, insertions: 0, hits: 1, referenceLength: 1 }, audioSeconds: 1, tokens: 1, seconds: 0.1, wordErrors: [] });
+    const rec = (id: string) => ({
+      id,
+      hypothesis: "x",
+      hypothesisNormalized: "x",
+      referenceNormalized: "x",
+      words: { substitutions: 0, deletions: 0, insertions: 0, hits: 1, referenceLength: 1 },
+      chars: { substitutions: 0, deletions: 0, insertions: 0, hits: 1, referenceLength: 1 },
+      audioSeconds: 1,
+      tokens: 1,
+      seconds: 0.1,
+      wordErrors: [],
+    });
     await store.appendUtterance("k", rec("a"));
     await store.appendUtterance("k", rec("b"));
     await appendFile(join(dir, "runs", "k.jsonl"), '{"id":"c","hypoth'); // killed mid-write
@@ -80,7 +103,10 @@ describe("results store", () => {
     assert.match(fresh.warnings.join(), /partial last line/);
     await fresh.appendUtterance("k", rec("c"));
     const lines = (await readFile(join(dir, "runs", "k.jsonl"), "utf8")).trimEnd().split("\n");
-    assert.deepEqual(lines.map((l) => JSON.parse(l).id), ["a", "b", "c"]);
+    assert.deepEqual(
+      lines.map((l) => JSON.parse(l).id),
+      ["a", "b", "c"],
+    );
   });
 
   it("refuses a damaged line in the middle, naming the line", async () => {
@@ -138,11 +164,15 @@ describe("an evaluation run", () => {
     assert.deepEqual(deterministic(resumed), deterministic(reference));
     const a = (await readJsonl<UtteranceResult>(join(dir, "runs", `${resumed.key}.jsonl`))).records;
     assert.deepEqual(a.map((r) => r.id).sort(), utterances.map((u) => u.id).sort());
-    for (const r of a) assert.equal(r.wordErrors.length, r.words.substitutions + r.words.deletions + r.words.insertions, "the alignment is kept with each utterance");
+    for (const r of a)
+      assert.equal(r.wordErrors.length, r.words.substitutions + r.words.deletions + r.words.insertions, "the alignment is kept with each utterance");
 
     // finished: asking again computes nothing
     let again = 0;
-    const cached = await runEvaluation({ ...base, store: new ResultsStore(dir), transformAudio: (x) => {
+    const cached = await runEvaluation({
+      ...base,
+      store: new ResultsStore(dir),
+      transformAudio: (x) => {
         again++;
         return x;
       },

@@ -92,9 +92,7 @@ describe("Whisper ONNX graphs vs a plain TypeScript forward pass", () => {
     const manifest = await buildOnnxModel(modelDir, dir);
     const enc = await readOnnxModel(join(dir, "encoder.onnx"));
     const dec = await readOnnxModel(join(dir, "decoder.onnx"));
-    const matmulWeights = new Set(
-      [...enc.graph!.node, ...dec.graph!.node].filter((n) => n.opType === "MatMul").map((n) => n.input[1]!),
-    );
+    const matmulWeights = new Set([...enc.graph!.node, ...dec.graph!.node].filter((n) => n.opType === "MatMul").map((n) => n.input[1]!));
     for (const linear of linearLayerNames(config)) assert.ok(matmulWeights.has(`${linear}.weight`), `${linear} is not a MatMul`);
     // the tied token embedding is stored once, and proj_out reads it through Gemm(transB)
     const embeddings = dec.graph!.initializer.filter((t) => t.name === "model.decoder.embed_tokens.weight");

@@ -4,7 +4,12 @@ import { describe, it } from "node:test";
 import { greedyDecode, type DecoderStepper, type GenerationSettings } from "../src/asr/greedy.js";
 
 const V = 20;
-const SOT = 10, EOT = 11, NOTS = 12, EN = 13, DE = 14, TRANSCRIBE = 15;
+const SOT = 10,
+  EOT = 11,
+  NOTS = 12,
+  EN = 13,
+  DE = 14,
+  TRANSCRIBE = 15;
 
 const settings = (over: Partial<GenerationSettings> = {}): GenerationSettings => ({
   decoderStartTokenId: SOT,
@@ -48,7 +53,11 @@ describe("greedy decoding", () => {
     assert.deepEqual(result.prompt, [SOT, NOTS]);
     assert.deepEqual(result.tokens, [5, 6]);
     assert.equal(result.finished, true);
-    assert.deepEqual(stepper.calls.map((c) => c.ids), [[SOT, NOTS], [5], [6]], "the cache is fed one token at a time");
+    assert.deepEqual(
+      stepper.calls.map((c) => c.ids),
+      [[SOT, NOTS], [5], [6]],
+      "the cache is fed one token at a time",
+    );
   });
 
   it("without the cache, feeds the whole sequence each step and gets the same tokens", async () => {
@@ -61,7 +70,10 @@ describe("greedy decoding", () => {
   });
 
   it("stops at max_length tokens in all, prompt included", async () => {
-    const result = await greedyDecode(scripted(() => [9]), settings({ maxLength: 10 }));
+    const result = await greedyDecode(
+      scripted(() => [9]),
+      settings({ maxLength: 10 }),
+    );
     assert.equal(result.prompt.length + result.tokens.length, 10);
     assert.equal(result.finished, false);
   });
@@ -79,9 +91,26 @@ describe("greedy decoding", () => {
 
   it("multilingual: a forced language; unknown languages and English-only models refuse clearly", async () => {
     const multi = settings({ isMultilingual: true, langToId: { "<|en|>": EN } });
-    const result = await greedyDecode(scripted(() => [EOT]), multi);
+    const result = await greedyDecode(
+      scripted(() => [EOT]),
+      multi,
+    );
     assert.deepEqual(result.prompt, [SOT, EN, TRANSCRIBE, NOTS]);
-    await assert.rejects(greedyDecode(scripted(() => [EOT]), multi, { language: "xx" }), /no language 'xx'/);
-    await assert.rejects(greedyDecode(scripted(() => [EOT]), settings(), { language: "de" }), /English-only model/);
+    await assert.rejects(
+      greedyDecode(
+        scripted(() => [EOT]),
+        multi,
+        { language: "xx" },
+      ),
+      /no language 'xx'/,
+    );
+    await assert.rejects(
+      greedyDecode(
+        scripted(() => [EOT]),
+        settings(),
+        { language: "de" },
+      ),
+      /English-only model/,
+    );
   });
 });

@@ -34,7 +34,10 @@ describe("CTranslate2 importer", () => {
     }
     await copyFile(join(TINY_EN_ASSETS, "tokenizer.json"), join(folders[0]!, "tokenizer.json"));
     const gen = JSON.parse(await readFile(join(TINY_EN_ASSETS, "generation_config.json"), "utf8"));
-    await writeFile(join(folders[0]!, "config.json"), JSON.stringify({ suppress_ids: gen.suppress_tokens, suppress_ids_begin: gen.begin_suppress_tokens, lang_ids: [], alignment_heads: [] }));
+    await writeFile(
+      join(folders[0]!, "config.json"),
+      JSON.stringify({ suppress_ids: gen.suppress_tokens, suppress_ids_begin: gen.begin_suppress_tokens, lang_ids: [], alignment_heads: [] }),
+    );
     return folders;
   }
 
@@ -97,7 +100,10 @@ describe("CTranslate2 importer", () => {
   it("refuses a wrong magic, another spec, a truncated file and a missing part, naming them", async () => {
     const wrongVersion = ct2Bytes.slice();
     new DataView(wrongVersion.buffer).setUint32(0, 0x67676d6c, true); // "lmgg": a whisper.cpp ggml file
-    assert.throws(() => parseCt2Model(wrongVersion, "ggml.bin"), (err: unknown) => err instanceof KitError && /not a CTranslate2 model\.bin/.test(err.message) && err.file === "ggml.bin");
+    assert.throws(
+      () => parseCt2Model(wrongVersion, "ggml.bin"),
+      (err: unknown) => err instanceof KitError && /not a CTranslate2 model\.bin/.test(err.message) && err.file === "ggml.bin",
+    );
     assert.throws(() => parseCt2Model(ct2Bytes.subarray(0, ct2Bytes.length / 2), "half.bin"), /ends at byte \d+ inside variable [\s\S]* a part is missing/);
     assert.throws(() => parseCt2Model(new Uint8Array(3), "tiny.bin"), /too short/);
     const other = ct2Bytes.slice();

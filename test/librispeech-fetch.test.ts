@@ -52,7 +52,10 @@ describe("LibriSpeech download and extraction", () => {
   it("resumes a download that broke off, asking only for the missing bytes", async () => {
     const root = await tempDir();
     server.dropAfter.set("/resources/12/test-clean.tar.gz", Math.floor(archive.length / 3));
-    await assert.rejects(fetchLibriSpeech("test-clean", { mirrorUrl: `${server.url}/resources/12`, root, checksums: sums(archive) }), /broke off after \d+ bytes/);
+    await assert.rejects(
+      fetchLibriSpeech("test-clean", { mirrorUrl: `${server.url}/resources/12`, root, checksums: sums(archive) }),
+      /broke off after \d+ bytes/,
+    );
     const partial = (await stat(join(root, "archives", "test-clean.tar.gz.partial"))).size;
     server.ranges.length = 0;
     await fetchLibriSpeech("test-clean", { mirrorUrl: `${server.url}/resources/12`, root, checksums: sums(archive) });
@@ -74,7 +77,14 @@ describe("LibriSpeech download and extraction", () => {
   it("refuses entries that would land outside the target, and truncated archives, leaving nothing behind", async () => {
     const dir = await tempDir();
     const cases: Array<[string, TarInput[], RegExp, boolean?]> = [
-      ["dotdot", [{ name: "LibriSpeech/ok.txt", data: new Uint8Array(3) }, { name: "LibriSpeech/../../evil.txt", data: new Uint8Array(3) }], /outside the target folder/],
+      [
+        "dotdot",
+        [
+          { name: "LibriSpeech/ok.txt", data: new Uint8Array(3) },
+          { name: "LibriSpeech/../../evil.txt", data: new Uint8Array(3) },
+        ],
+        /outside the target folder/,
+      ],
       ["absolute", [{ name: "/tmp/evil.txt", data: new Uint8Array(3) }], /outside the target folder/],
       ["link", [{ name: "LibriSpeech/passwd", symlinkTo: "/etc/passwd" }], /link that points outside/],
       ["link-up", [{ name: "LibriSpeech/a/up", symlinkTo: "../../../secret" }], /link that points outside/],
@@ -98,16 +108,25 @@ describe("LibriSpeech download and extraction", () => {
     const bad = tarGz(entries.map((e) => (e === flac ? { ...e, data: damaged } : e)));
     server.files.set("/resources/12/bad/test-clean.tar.gz", bad);
     const root = await tempDir();
-    await assert.rejects(fetchLibriSpeech("test-clean", { mirrorUrl: `${server.url}/resources/12/bad`, root, checksums: sums(bad) }), /holds a damaged FLAC file, 1089-134686-0001\.flac \(the frame at byte \d+ fails its CRC\)/);
+    await assert.rejects(
+      fetchLibriSpeech("test-clean", { mirrorUrl: `${server.url}/resources/12/bad`, root, checksums: sums(bad) }),
+      /holds a damaged FLAC file, 1089-134686-0001\.flac \(the frame at byte \d+ fails its CRC\)/,
+    );
     assert.ok(!(await readdir(root)).includes("LibriSpeech"), "nothing of the split appears");
     const good = await tempDir();
     const libri = await fetchLibriSpeech("test-clean", { mirrorUrl: `${server.url}/resources/12`, root: good, checksums: sums(archive) });
-    const lines = (await readFile(join(libri, "test-clean.manifest.jsonl"), "utf8")).trim().split("\n").map((l) => JSON.parse(l));
+    const lines = (await readFile(join(libri, "test-clean.manifest.jsonl"), "utf8"))
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l));
     assert.ok(lines.every((l) => l.checked === "metadata and frame CRCs"));
   });
 
   it("names an unknown split and an unreachable mirror", async () => {
     await assert.rejects(fetchLibriSpeech("train-other-9000", { root: await tempDir() }), /no checksums are known for LibriSpeech 'train-other-9000'/);
-    await assert.rejects(fetchLibriSpeech("test-other", { root: await tempDir(), mirrorUrl: "http://127.0.0.1:9/x" }), /cannot reach http:\/\/127\.0\.0\.1:9\/x\/test-other\.tar\.gz/);
+    await assert.rejects(
+      fetchLibriSpeech("test-other", { root: await tempDir(), mirrorUrl: "http://127.0.0.1:9/x" }),
+      /cannot reach http:\/\/127\.0\.0\.1:9\/x\/test-other\.tar\.gz/,
+    );
   });
 });

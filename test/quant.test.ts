@@ -8,7 +8,20 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, it } from "node:test";
-import { dequantize, dequantizeAbsmax, doubleQuantizeAbsmax, packBnb4, quantizeLlmInt8Weight, quantizeBnb4, quantizeHqq, quantizeQuantoAffine, quantizeQuantoSymmetric, quantizeTorchInt8, quantoGroupSize, type Weight } from "../src/quant/schemes.js";
+import {
+  dequantize,
+  dequantizeAbsmax,
+  doubleQuantizeAbsmax,
+  packBnb4,
+  quantizeLlmInt8Weight,
+  quantizeBnb4,
+  quantizeHqq,
+  quantizeQuantoAffine,
+  quantizeQuantoSymmetric,
+  quantizeTorchInt8,
+  quantoGroupSize,
+  type Weight,
+} from "../src/quant/schemes.js";
 import { fromFloat8E4M3, toFloat8E4M3 } from "../src/quant/float32.js";
 import { base64Float32, FIXTURES } from "./support/env.js";
 
@@ -78,7 +91,10 @@ for (const name of ["whisper_fc1", "random"]) {
             const deq = dequantize(q);
             const want = f32(ref.dequantized);
             const scale = want.reduce((a, v) => Math.max(a, Math.abs(v)), 0);
-            assert.ok(deq.every((v, i) => Math.abs(v - want[i]!) <= 1e-6 * scale), `${label} dequantized`);
+            assert.ok(
+              deq.every((v, i) => Math.abs(v - want[i]!) <= 1e-6 * scale),
+              `${label} dequantized`,
+            );
           }
         }
       }

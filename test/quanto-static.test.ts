@@ -100,7 +100,10 @@ describe("quanto static calibration on the real whisper-tiny.en", { skip: missin
       const linears = Object.entries(trace.modules).filter(([, m]) => m.class === "QLinear");
       const scales = Object.fromEntries(Object.entries(result.activations).map(([k, v]) => [k, v.inputScale]));
       assert.equal(Object.keys(scales).length, linears.length);
-      assert.ok(Object.values(trace.modules).every((m) => !m.output_quantized), "quanto's streamline left every output float");
+      assert.ok(
+        Object.values(trace.modules).every((m) => !m.output_quantized),
+        "quanto's streamline left every output float",
+      );
       const errors = linears.map(([name, m]) => Math.abs(scales[name]! - m.input_scale) / m.input_scale).sort((a, b) => a - b);
       // Layer 0 sees the same audio features: same scales to float rounding. Deeper layers drift a
       // little: a value on a rounding boundary flips by one code between torch's and onnxruntime's sums.

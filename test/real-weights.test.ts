@@ -37,7 +37,10 @@ describe("real whisper-tiny.en", { skip: missing }, () => {
   });
 
   it("and on 4 train-clean-5 utterances", { skip: largeDataMissing("train-clean-5") }, async () => {
-    await decodesLikeHf(LARGE_LIBRISPEECH!, fixture.cases.filter((c) => inSplit(c).startsWith("train-clean-5/")));
+    await decodesLikeHf(
+      LARGE_LIBRISPEECH!,
+      fixture.cases.filter((c) => inSplit(c).startsWith("train-clean-5/")),
+    );
   });
 
   it("transcribes the four test-clean utterances with tiny.en's accuracy", async () => {

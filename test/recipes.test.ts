@@ -41,11 +41,12 @@ async function runLayer(emit: (g: GraphBuilder) => void, x: Float32Array, rows: 
 /** x W^T in double precision, W [N, K]. */
 function reference(x: Float32Array, w: Float32Array, rows: number, k: number, n: number): Float64Array {
   const y = new Float64Array(rows * n);
-  for (let r = 0; r < rows; r++) for (let o = 0; o < n; o++) {
-    let a = 0;
-    for (let i = 0; i < k; i++) a += x[r * k + i]! * w[o * k + i]!;
-    y[r * n + o] = a;
-  }
+  for (let r = 0; r < rows; r++)
+    for (let o = 0; o < n; o++) {
+      let a = 0;
+      for (let i = 0; i < k; i++) a += x[r * k + i]! * w[o * k + i]!;
+      y[r * n + o] = a;
+    }
   return y;
 }
 
@@ -60,11 +61,17 @@ describe("each quantized linear layer in onnxruntime", () => {
   /** Our fragment + Add(bias) on a library's recorded input, for comparison with its recorded output. */
   const runAgainstLibrary = (ref: { input: string; input_shape: number[]; bias: string }, emit: (g: GraphBuilder) => void) => {
     const [r, k] = ref.input_shape as [number, number];
-    return runLayer((g) => {
-      emit(g);
-      g.initializer("bias", f32(ref.bias), [w.rows]);
-      g.op("Add", ["xw", "bias"], {}, { output: "y" });
-    }, f32(ref.input), r, k, w.rows);
+    return runLayer(
+      (g) => {
+        emit(g);
+        g.initializer("bias", f32(ref.bias), [w.rows]);
+        g.op("Add", ["xw", "bias"], {}, { output: "y" });
+      },
+      f32(ref.input),
+      r,
+      k,
+      w.rows,
+    );
   };
 
   for (const recipe of RECIPES.filter((r) => r.quantize && r.id !== "pytorch/dynamic-int8" && !r.llmInt8)) {
@@ -79,7 +86,10 @@ describe("each quantized linear layer in onnxruntime", () => {
             : path === "MatMulBnb4"
               ? emitMatMulBnb4(g, "x", "y", "layer", q, packBnb4(q.codes), recipe.id.includes("fp4") ? "fp4" : "nf4", w.rows, w.cols, dq)
               : emitDequantized(g, "x", "y", "layer", q, w.rows, w.cols, recipe.fp16Compute ?? false),
-        x, rows, w.cols, w.rows,
+        x,
+        rows,
+        w.cols,
+        w.rows,
       );
       // with double quantization the kernel sees bitsandbytes' reconstructed absmax
       const effective = dq ? { ...q, scales: dequantizeAbsmax(dq) } : q;
@@ -121,13 +131,23 @@ describe("each quantized linear layer in onnxruntime", () => {
     // bitsandbytes adds the bias before its fp16 rounding, the graph after it: fp16 resolution (~1e-3)
     assert.ok(err < 2e-3, `relative error vs bitsandbytes ${err}`);
     // and the outlier column matters: without the floating path the error would be far larger
-    const noOutliers = reference(Float32Array.from(input, (v) => (Math.abs(v) >= 6 ? 0 : v)), dequantize(q), r, k, w.rows);
+    const noOutliers = reference(
+      Float32Array.from(input, (v) => (Math.abs(v) >= 6 ? 0 : v)),
+      dequantize(q),
+      r,
+      k,
+      w.rows,
+    );
     assert.ok(relErr(noOutliers, want) > 10 * err);
   });
 
   it("4-bit float zero points leave MatMulNBits on integer zero points (its fast kernel) and come back as a group-sum correction; 2-bit keeps them", () => {
     const w: Weight = { data: Float32Array.from({ length: 8 * 256 }, (_, i) => Math.sin(i * 0.11) + (i % 5) * 0.01), rows: 8, cols: 256 };
-    for (const [id, bits, folded] of [["hqq/4", 4, true], ["quanto/w4", 4, true], ["hqq/2", 2, false]] as const) {
+    for (const [id, bits, folded] of [
+      ["hqq/4", 4, true],
+      ["quanto/w4", 4, true],
+      ["hqq/2", 2, false],
+    ] as const) {
       const q = findRecipe(id).quantize!(w, {});
       assert.equal(q.bits, bits);
       const g = new GraphBuilder("layer");
@@ -135,13 +155,31 @@ describe("each quantized linear layer in onnxruntime", () => {
       const nbits = g.nodes.find((n) => n.opType === "MatMulNBits")!;
       const zeros = g.initializers.get(nbits.input[3]!)!;
       assert.equal(zeros.dataType, folded ? DataType.UINT8 : DataType.FLOAT, id);
-      assert.equal(g.nodes.some((n) => n.name.endsWith("ShiftCorrection")), folded, id);
-      if (folded) assert.ok((zeros.data as Uint8Array).every((z) => z === 0), `${id}: integer zero points are 0, leaving code x scale`);
+      assert.equal(
+        g.nodes.some((n) => n.name.endsWith("ShiftCorrection")),
+        folded,
+        id,
+      );
+      if (folded)
+        assert.ok(
+          (zeros.data as Uint8Array).every((z) => z === 0),
+          `${id}: integer zero points are 0, leaving code x scale`,
+        );
     }
   });
 
   it("MatMulNBits blocks stay within onnxruntime's 16..256 for any row length (whisper-base's 512, small's 768 and 3072)", async () => {
-    assert.deepEqual([[64, 384], [128, 384], [384, 384], [512, 512], [768, 768], [3072, 3072]].map(([g, k]) => nbitsBlock(g!, k!)), [64, 128, 128, 256, 256, 256]);
+    assert.deepEqual(
+      [
+        [64, 384],
+        [128, 384],
+        [384, 384],
+        [512, 512],
+        [768, 768],
+        [3072, 3072],
+      ].map(([g, k]) => nbitsBlock(g!, k!)),
+      [64, 128, 128, 256, 256, 256],
+    );
     const wide: Weight = { data: Float32Array.from({ length: 4 * 1024 }, (_, i) => Math.sin(i * 0.3)), rows: 4, cols: 1024 };
     const q = findRecipe("quanto/w8").quantize!(wide, {});
     const x1 = Float32Array.from({ length: 1024 }, (_, i) => Math.cos(i));
@@ -166,7 +204,6 @@ describe("each quantized linear layer in onnxruntime", () => {
   });
 });
 
-
 describe("quantized models", () => {
   let fp32Dir: string;
   let modelDir: string;
@@ -180,27 +217,58 @@ describe("quantized models", () => {
   it("every implemented recipe quantizes, sizes add up, and the model transcribes", async () => {
     for (const recipe of RECIPES.filter((r) => r.quantize)) {
       const out = join(await tempDir(), recipe.id.replace("/", "-"));
-      const calibration: CalibrationRun = { source: "one test-clean file", run: async (dir) => (await calibrateActivations(modelDir, dir, [TEST_CLEAN_FLAC], { threads: 1, maxNewTokens: 4 })).activations };
-      const { manifest } = recipe.scheme === "static" ? await quantizeWithCalibration(fp32Dir, recipe.id, {}, out, calibration) : await quantizeModel(fp32Dir, recipe.id, {}, out);
+      const calibration: CalibrationRun = {
+        source: "one test-clean file",
+        run: async (dir) => (await calibrateActivations(modelDir, dir, [TEST_CLEAN_FLAC], { threads: 1, maxNewTokens: 4 })).activations,
+      };
+      const { manifest } =
+        recipe.scheme === "static" ? await quantizeWithCalibration(fp32Dir, recipe.id, {}, out, calibration) : await quantizeModel(fp32Dir, recipe.id, {}, out);
       assert.equal(manifest.recipe, recipe.id);
       if (recipe.scheme === "static") {
         assert.ok(typeof manifest.calibration === "object" && manifest.calibration.source === "one test-clean file");
         const scales = Object.values((manifest.calibration as { activations: Record<string, { inputScale: number }> }).activations).map((a) => a.inputScale);
-        assert.equal(scales.length, manifest.parameters.filter((p) => p.format !== "fp32").length, `${recipe.id}: one calibrated input scale per quantized layer`);
-        assert.ok(scales.every((v) => v > 0 && v !== 1), `${recipe.id}: every scale calibrated`);
-        assert.deepEqual((await readdir(join(out, ".."))).filter((f) => f.endsWith(".calibration")), [], "calibration graphs removed");
+        assert.equal(
+          scales.length,
+          manifest.parameters.filter((p) => p.format !== "fp32").length,
+          `${recipe.id}: one calibrated input scale per quantized layer`,
+        );
+        assert.ok(
+          scales.every((v) => v > 0 && v !== 1),
+          `${recipe.id}: every scale calibrated`,
+        );
+        assert.deepEqual(
+          (await readdir(join(out, ".."))).filter((f) => f.endsWith(".calibration")),
+          [],
+          "calibration graphs removed",
+        );
       }
-      assert.equal(manifest.parameterBytes, manifest.parameters.reduce((a, p) => a + p.bytes, 0), "manifest bytes sum to the parameter bytes");
+      assert.equal(
+        manifest.parameterBytes,
+        manifest.parameters.reduce((a, p) => a + p.bytes, 0),
+        "manifest bytes sum to the parameter bytes",
+      );
       const onDisk = manifest.files.reduce((a, f) => a + f.bytes, 0);
       const graphs = manifest.files.filter((f) => !f.file.endsWith(".data")).reduce((a, f) => a + f.bytes, 0);
       assert.ok(onDisk >= manifest.parameterBytes, `${recipe.id}: files hold every parameter byte`);
       assert.ok(onDisk - graphs <= manifest.parameterBytes * 1.02 + 64 * 200 + 4096, `${recipe.id}: data files exceed the parameters only by alignment`);
-      assert.ok(manifest.parameterBytes < manifest.baselineParameterBytes! * (recipe.quantizesProjOut ? 1.3 : 1), `${recipe.id} is smaller than fp32 (a quantized proj_out copy may add)`);
+      assert.ok(
+        manifest.parameterBytes < manifest.baselineParameterBytes! * (recipe.quantizesProjOut ? 1.3 : 1),
+        `${recipe.id} is smaller than fp32 (a quantized proj_out copy may add)`,
+      );
       const linear = manifest.parameters.filter((p) => p.name.endsWith(".weight") && /(proj|fc\d)\.weight$/.test(p.name));
-      assert.ok(linear.every((p) => p.format !== "fp32"), `${recipe.id}: every linear layer quantized`);
+      assert.ok(
+        linear.every((p) => p.format !== "fp32"),
+        `${recipe.id}: every linear layer quantized`,
+      );
       assert.ok(manifest.floatTensors!.includes("model.decoder.embed_tokens.weight"), "the embedding stays float");
-      assert.equal(manifest.parameters.some((p) => p.name === "proj_out.weight"), recipe.quantizesProjOut);
-      assert.equal(manifest.dequantizedAtLoad, manifest.parameters.some((p) => p.execution === "dequantized at load"));
+      assert.equal(
+        manifest.parameters.some((p) => p.name === "proj_out.weight"),
+        recipe.quantizesProjOut,
+      );
+      assert.equal(
+        manifest.dequantizedAtLoad,
+        manifest.parameters.some((p) => p.execution === "dequantized at load"),
+      );
       const t = await Transcriber.load(modelDir, { onnxDir: out, threads: 1, maxNewTokens: 4 });
       const result = await t.transcribeFile(TEST_CLEAN_FLAC);
       assert.equal(result.tokens.length, 4, recipe.id);
@@ -227,7 +295,10 @@ describe("quantized models", () => {
     const { manifest } = await quantizeModel(fp32Dir, "quanto/w8", { include: ["model.decoder.*"], exclude: ["*.fc2"] }, out);
     const quantized = manifest.parameters.filter((p) => p.format !== "fp32").map((p) => p.name);
     assert.ok(quantized.length > 0);
-    assert.ok(quantized.every((n) => n.startsWith("model.decoder.") && !n.endsWith("fc2.weight")), quantized.join());
+    assert.ok(
+      quantized.every((n) => n.startsWith("model.decoder.") && !n.endsWith("fc2.weight")),
+      quantized.join(),
+    );
   });
 
   it("bad requests fail with a clear error and leave no output folder", async () => {
@@ -244,7 +315,11 @@ describe("quantized models", () => {
       ["quanto/w8a8", {}, /static recipe: its activation scales come from calibration data, and none was given/],
     ];
     for (const [id, options, pattern] of cases) {
-      await assert.rejects(quantizeModel(fp32Dir, id, options, join(parent, "out")), (err: unknown) => err instanceof KitError && pattern.test(err.message), id);
+      await assert.rejects(
+        quantizeModel(fp32Dir, id, options, join(parent, "out")),
+        (err: unknown) => err instanceof KitError && pattern.test(err.message),
+        id,
+      );
       assert.deepEqual(await readdir(parent), [], `${id}: nothing left behind`);
     }
     const once = join(parent, "once");

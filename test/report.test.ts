@@ -19,7 +19,14 @@ import { tempDir } from "./support/env.js";
 
 function utterance(id: string, errors: number, words: number, tokens: number): UtteranceResult {
   return {
-    id, hypothesis: "", hypothesisNormalized: "", referenceNormalized: "", audioSeconds: 5, tokens, seconds: 1, wordErrors: [],
+    id,
+    hypothesis: "",
+    hypothesisNormalized: "",
+    referenceNormalized: "",
+    audioSeconds: 5,
+    tokens,
+    seconds: 1,
+    wordErrors: [],
     words: { hits: words - errors, substitutions: errors, deletions: 0, insertions: 0, referenceLength: words },
     chars: { hits: 0, substitutions: 0, deletions: 0, insertions: 0, referenceLength: 1 },
   } as UtteranceResult;
@@ -37,9 +44,32 @@ async function store(): Promise<string> {
     const errors = rs.reduce((a, r) => a + r.words.substitutions, 0);
     const words = rs.reduce((a, r) => a + r.words.referenceLength, 0);
     return {
-      key, wer: errors / words, cer: 0.01, words: rs[0]!.words, chars: rs[0]!.chars, audioSeconds: 10, finishedAt: "2026-11-21",
-      spec: { model: { name: model, weightsSha256: "x" }, recipe: { id: recipe, options: recipe === "quanto/w8a8" ? { calibration: "test-clean calibration part: 262 utterances" } : {} }, split: "test-clean", decoding: {}, conditions: {}, kitVersion: "t", utterances: rs.length, utteranceIdsSha256: "y" },
-      size: { files: {}, onDiskBytes: mb * 1e6 + 1e5, parameterBytes: mb * 1e6, fp32ParameterBytes: 967e6, compression, quantizeSeconds: 1, dequantizedAtLoad: recipe === "hqq/4" },
+      key,
+      wer: errors / words,
+      cer: 0.01,
+      words: rs[0]!.words,
+      chars: rs[0]!.chars,
+      audioSeconds: 10,
+      finishedAt: "2026-11-21",
+      spec: {
+        model: { name: model, weightsSha256: "x" },
+        recipe: { id: recipe, options: recipe === "quanto/w8a8" ? { calibration: "test-clean calibration part: 262 utterances" } : {} },
+        split: "test-clean",
+        decoding: {},
+        conditions: {},
+        kitVersion: "t",
+        utterances: rs.length,
+        utteranceIdsSha256: "y",
+      },
+      size: {
+        files: {},
+        onDiskBytes: mb * 1e6 + 1e5,
+        parameterBytes: mb * 1e6,
+        fp32ParameterBytes: 967e6,
+        compression,
+        quantizeSeconds: 1,
+        dequantizedAtLoad: recipe === "hqq/4",
+      },
       timing: { rtf: 0.1, rtfx: 10, peakRssMB: 900 },
     } as RunSummary;
   });
@@ -58,7 +88,11 @@ describe("report", () => {
     assert.equal(hqq.library, "hqq");
     assert.equal(hqq.execution, "MatMulNBits + dequantized at load");
     assert.equal(rows.find((r) => r.recipe === "quanto/w8a8")!.calibration, "test-clean calibration part: 262 utterances");
-    assert.deepEqual(rows.map((r) => r.recipe), ["fp32", "quanto/w8a8", "hqq/4"], "catalog order");
+    assert.deepEqual(
+      rows.map((r) => r.recipe),
+      ["fp32", "quanto/w8a8", "hqq/4"],
+      "catalog order",
+    );
   });
 
   it("T2 puts the study's quoted values beside the kit's, and T1-T4 cover what they promise", async () => {
@@ -77,7 +111,16 @@ describe("report", () => {
   });
 
   it("Markdown and LaTeX escape what their syntax would eat", () => {
-    const table = { id: "t", title: "a_b & c", columns: ["x|y", "50%"], rows: [["p|q", 1.5], [null, "$"]], notes: ["n_1"] };
+    const table = {
+      id: "t",
+      title: "a_b & c",
+      columns: ["x|y", "50%"],
+      rows: [
+        ["p|q", 1.5],
+        [null, "$"],
+      ],
+      notes: ["n_1"],
+    };
     const md = tableMarkdown(table);
     assert.match(md, /\| x\\\|y \| 50% \|/);
     assert.match(md, /\| p\\\|q \| 1\.5 \|/);
@@ -88,35 +131,90 @@ describe("report", () => {
   });
 
   it("the Pareto front keeps exactly the undominated points", () => {
-    const pts = [{ s: 100, w: 5 }, { s: 50, w: 6 }, { s: 60, w: 7 }, { s: 30, w: 20 }, { s: 100, w: 4 }];
-    assert.deepEqual(paretoFront(pts, (p) => p.s, (p) => p.w), [{ s: 30, w: 20 }, { s: 50, w: 6 }, { s: 100, w: 4 }]);
+    const pts = [
+      { s: 100, w: 5 },
+      { s: 50, w: 6 },
+      { s: 60, w: 7 },
+      { s: 30, w: 20 },
+      { s: 100, w: 4 },
+    ];
+    assert.deepEqual(
+      paretoFront(
+        pts,
+        (p) => p.s,
+        (p) => p.w,
+      ),
+      [
+        { s: 30, w: 20 },
+        { s: 50, w: 6 },
+        { s: 100, w: 4 },
+      ],
+    );
   });
 
   it("every figure axis names its unit, and bit widths parse", async () => {
     const rows = await loadResultRows(await store());
     for (const fig of [werVsSizeFigure(rows, null), werVsBitsFigure(rows, null), speedMemoryFigure(rows, "SMOKE")]) {
-      const axes = Object.entries(fig.layout).filter(([k]) => /^[xy]axis\d*$/.test(k)).map(([, v]) => (v as { title?: { text?: string } }).title?.text ?? "");
+      const axes = Object.entries(fig.layout)
+        .filter(([k]) => /^[xy]axis\d*$/.test(k))
+        .map(([, v]) => (v as { title?: { text?: string } }).title?.text ?? "");
       assert.ok(axes.length >= 2, fig.id);
       for (const t of axes.filter(Boolean)) assert.match(t, /\(.+\)/, `${fig.id}: '${t}' has a unit`);
     }
-    assert.equal((speedMemoryFigure(rows, "SMOKE").layout.annotations as Array<{ text: string }>).some((a) => a.text === "SMOKE"), true);
+    assert.equal(
+      (speedMemoryFigure(rows, "SMOKE").layout.annotations as Array<{ text: string }>).some((a) => a.text === "SMOKE"),
+      true,
+    );
     assert.deepEqual(["8", "8 (float8 e4m3fn)", "4", "8 x float8", "32"].map(weightBits), [8, 8, 4, null, 32]);
   });
 
   it("a Markdown chapter becomes markdown and code cells; a failing cell is found and named", () => {
-    const nb = markdownToNotebook("# Title\n\ntext\n\n```ts\nconst a = 1;\na\n```\n\nafter\n", "00-x") as { cells: Array<{ cell_type: string; source: string[] }> };
-    assert.deepEqual(nb.cells.map((c) => c.cell_type), ["markdown", "code", "markdown"]);
+    const nb = markdownToNotebook("# Title\n\ntext\n\n```ts\nconst a = 1;\na\n```\n\nafter\n", "00-x") as {
+      cells: Array<{ cell_type: string; source: string[] }>;
+    };
+    assert.deepEqual(
+      nb.cells.map((c) => c.cell_type),
+      ["markdown", "code", "markdown"],
+    );
     assert.deepEqual(nb.cells[1]!.source, ["const a = 1;\n", "a"]);
     const executed = {
       cells: [
         { cell_type: "code", id: "1", metadata: {}, source: ["ok()"], outputs: [{ output_type: "stream", name: "stderr", text: ["progress 1/2\n"] }] },
-        { cell_type: "code", id: "2", metadata: {}, source: ["broken()\n", "more"], outputs: [{ output_type: "stream", name: "stderr", text: ["evalmachine.<anonymous>:3\n", "ReferenceError: broken is not defined\n", "    at evalmachine.<anonymous>:3:1\n"] }] },
+        {
+          cell_type: "code",
+          id: "2",
+          metadata: {},
+          source: ["broken()\n", "more"],
+          outputs: [
+            {
+              output_type: "stream",
+              name: "stderr",
+              text: ["evalmachine.<anonymous>:3\n", "ReferenceError: broken is not defined\n", "    at evalmachine.<anonymous>:3:1\n"],
+            },
+          ],
+        },
       ],
     };
     assert.deepEqual(firstError(executed as never), { cell: 2, firstLine: "broken()", error: "ReferenceError: broken is not defined" });
     assert.equal(firstError({ cells: [executed.cells[0]!] } as never), null);
     // an error thrown inside the kit (async, no evalmachine frame) is found too
-    const kitError = { cells: [{ cell_type: "code", id: "3", metadata: {}, source: ["await run()"], outputs: [{ output_type: "stream", name: "stderr", text: ["KitError: no split 'x' under y\n", "  file: y/x\n", "    at buildManifest (file:///repo/build/src/hub/librispeech.js:59:15)\n"] }] }] };
+    const kitError = {
+      cells: [
+        {
+          cell_type: "code",
+          id: "3",
+          metadata: {},
+          source: ["await run()"],
+          outputs: [
+            {
+              output_type: "stream",
+              name: "stderr",
+              text: ["KitError: no split 'x' under y\n", "  file: y/x\n", "    at buildManifest (file:///repo/build/src/hub/librispeech.js:59:15)\n"],
+            },
+          ],
+        },
+      ],
+    };
     assert.deepEqual(firstError(kitError as never), { cell: 1, firstLine: "await run()", error: "KitError: no split 'x' under y" });
   });
 });

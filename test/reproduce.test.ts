@@ -49,14 +49,18 @@ function prepare(env: NodeJS.ProcessEnv): { done: Promise<{ code: number; stdout
   let stderr = "";
   child.stdout.on("data", (d) => (stdout += d));
   child.stderr.on("data", (d) => (stderr += d));
-  const done = new Promise<{ code: number; stdout: string; stderr: string; seconds: number }>((resolve) => child.on("exit", (code, signal) => resolve({ code: code ?? (signal ? 137 : 1), stdout, stderr, seconds: (performance.now() - started) / 1000 })));
+  const done = new Promise<{ code: number; stdout: string; stderr: string; seconds: number }>((resolve) =>
+    child.on("exit", (code, signal) => resolve({ code: code ?? (signal ? 137 : 1), stdout, stderr, seconds: (performance.now() - started) / 1000 })),
+  );
   return { done, kill: () => child.kill("SIGKILL") };
 }
 
 /** Every file under `dir`, relative. */
 function files(dir: string): string[] {
   if (!existsSync(dir)) return [];
-  return readdirSync(dir, { recursive: true, withFileTypes: true }).filter((e) => e.isFile()).map((e) => relative(dir, join(e.parentPath, e.name)));
+  return readdirSync(dir, { recursive: true, withFileTypes: true })
+    .filter((e) => e.isFile())
+    .map((e) => relative(dir, join(e.parentPath, e.name)));
 }
 
 describe("make reproduce fetches what it needs", () => {
@@ -70,7 +74,10 @@ describe("make reproduce fetches what it needs", () => {
     archive = await splitArchive("train-clean-5");
     openslr.files.set(ARCHIVE, archive);
     checksums = join(await tempDir(), "checksums.json");
-    await writeFile(checksums, JSON.stringify({ "train-clean-5": { md5: createHash("md5").update(archive).digest("hex"), sha256: createHash("sha256").update(archive).digest("hex") } }));
+    await writeFile(
+      checksums,
+      JSON.stringify({ "train-clean-5": { md5: createHash("md5").update(archive).digest("hex"), sha256: createHash("sha256").update(archive).digest("hex") } }),
+    );
     await hub.start();
     await openslr.start();
   });
@@ -132,6 +139,9 @@ describe("make reproduce fetches what it needs", () => {
     assert.match(r.stderr, /field: HUB_URL/);
     assert.match(r.stderr, /MODEL_DIR/);
     assert.match(r.stderr, /make smoke/);
-    assert.deepEqual(files(join(data, "hub")).filter((f) => !f.includes(".incomplete")), []);
+    assert.deepEqual(
+      files(join(data, "hub")).filter((f) => !f.includes(".incomplete")),
+      [],
+    );
   });
 });

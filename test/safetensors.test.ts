@@ -65,7 +65,10 @@ describe("safetensors", () => {
     const config = JSON.parse(await readFile(join(model, "config.json"), "utf8"));
     config.encoder_ffn_dim = 64; // the weights have 128
     await writeFile(join(model, "config.json"), JSON.stringify(config));
-    await assert.rejects(buildOnnxModel(model, join(await tempDir(), "out")), /model\.encoder\.layers\.0\.fc1\.weight' has shape \[128,32\] but config\.json implies \[64,32\]/);
+    await assert.rejects(
+      buildOnnxModel(model, join(await tempDir(), "out")),
+      /model\.encoder\.layers\.0\.fc1\.weight' has shape \[128,32\] but config\.json implies \[64,32\]/,
+    );
   });
 });
 
@@ -76,16 +79,46 @@ describe("config.json", () => {
     assert.equal(config.encoderLayers, 4);
     assert.equal(config.vocabSize, 51864);
     const small = parseWhisperConfig(
-      { model_type: "whisper", d_model: 768, encoder_layers: 12, encoder_attention_heads: 12, encoder_ffn_dim: 3072, decoder_layers: 12, decoder_attention_heads: 12, decoder_ffn_dim: 3072, num_mel_bins: 80, max_source_positions: 1500, max_target_positions: 448, vocab_size: 51865 },
+      {
+        model_type: "whisper",
+        d_model: 768,
+        encoder_layers: 12,
+        encoder_attention_heads: 12,
+        encoder_ffn_dim: 3072,
+        decoder_layers: 12,
+        decoder_attention_heads: 12,
+        decoder_ffn_dim: 3072,
+        num_mel_bins: 80,
+        max_source_positions: 1500,
+        max_target_positions: 448,
+        vocab_size: 51865,
+      },
       "small/config.json",
     );
     assert.equal(small.decoderHeads, 12);
   });
 
   it("names a missing or malformed field and the file", () => {
-    const base = JSON.parse(JSON.stringify({ d_model: 64, encoder_layers: 1, encoder_attention_heads: 2, encoder_ffn_dim: 8, decoder_layers: 1, decoder_attention_heads: 2, decoder_ffn_dim: 8, num_mel_bins: 80, max_source_positions: 1500, max_target_positions: 448, vocab_size: 100 }));
+    const base = JSON.parse(
+      JSON.stringify({
+        d_model: 64,
+        encoder_layers: 1,
+        encoder_attention_heads: 2,
+        encoder_ffn_dim: 8,
+        decoder_layers: 1,
+        decoder_attention_heads: 2,
+        decoder_ffn_dim: 8,
+        num_mel_bins: 80,
+        max_source_positions: 1500,
+        max_target_positions: 448,
+        vocab_size: 100,
+      }),
+    );
     const { d_model: _omit, ...missing } = base;
-    assert.throws(() => parseWhisperConfig(missing, "m/config.json"), (err: unknown) => err instanceof KitError && err.field === "d_model" && err.file === "m/config.json" && /has no 'd_model'/.test(err.message));
+    assert.throws(
+      () => parseWhisperConfig(missing, "m/config.json"),
+      (err: unknown) => err instanceof KitError && err.field === "d_model" && err.file === "m/config.json" && /has no 'd_model'/.test(err.message),
+    );
     assert.throws(() => parseWhisperConfig({ ...base, vocab_size: "many" }, "m/config.json"), /'vocab_size' must be a positive integer/);
     assert.throws(() => parseWhisperConfig({ ...base, model_type: "bert" }, "m/config.json"), /'bert' model, not Whisper/);
     assert.throws(() => parseWhisperConfig({ ...base, d_model: 63 }, "m/config.json"), /not divisible/);

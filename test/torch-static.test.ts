@@ -26,7 +26,17 @@ import { dataDir } from "../src/util/fs.js";
 const fixture = JSON.parse(readFileSync(join(FIXTURES, "quant", "torch_static.json"), "utf8"));
 
 describe("PyTorch static int8, as torch computes it", () => {
-  for (const c of fixture.observer as Array<{ name: string; inputs: string[]; min: number; max: number; histogram: string; search_min: number; search_max: number; scale: number; zero_point: number }>) {
+  for (const c of fixture.observer as Array<{
+    name: string;
+    inputs: string[];
+    min: number;
+    max: number;
+    histogram: string;
+    search_min: number;
+    search_max: number;
+    scale: number;
+    zero_point: number;
+  }>) {
     it(`HistogramObserver on '${c.name}': the same histogram, clipping range and qparams`, () => {
       const o = new HistogramObserver();
       for (const t of c.inputs) o.observe(base64Float32(t));
@@ -47,7 +57,12 @@ describe("PyTorch static int8, as torch computes it", () => {
     o.observe(Float32Array.of(1, 2, 5, 3));
     assert.deepEqual([o.min, o.max], [1, 5]);
     const nonzero = Array.from(o.histogram).flatMap((v, i) => (v ? [[i, v]] : []));
-    assert.deepEqual(nonzero, [[0, 1], [512, 1], [1024, 11], [2047, 1]]);
+    assert.deepEqual(nonzero, [
+      [0, 1],
+      [512, 1],
+      [1024, 11],
+      [2047, 1],
+    ]);
     assert.deepEqual(o.qparams(), { scale: 0.03935470059514046, zeroPoint: 0 });
   });
 
@@ -64,11 +79,12 @@ describe("PyTorch static int8, as torch computes it", () => {
       input.observe(x);
       const rows = x.length / k;
       const y = new Float32Array(rows * n);
-      for (let r = 0; r < rows; r++) for (let o = 0; o < n; o++) {
-        let a = 0;
-        for (let i = 0; i < k; i++) a += x[r * k + i]! * weight[o * k + i]!;
-        y[r * n + o] = Math.fround(a + bias[o]!);
-      }
+      for (let r = 0; r < rows; r++)
+        for (let o = 0; o < n; o++) {
+          let a = 0;
+          for (let i = 0; i < k; i++) a += x[r * k + i]! * weight[o * k + i]!;
+          y[r * n + o] = Math.fround(a + bias[o]!);
+        }
       output.observe(y);
     }
     assert.deepEqual(input.qparams(), { scale: l.input_scale, zeroPoint: l.input_zero_point });
@@ -113,12 +129,19 @@ const missing = existsSync(join(MODEL, "model.safetensors")) ? false : `${MODEL}
 
 describe("PyTorch static int8 on the real whisper-tiny.en, against torch's own converted model", { skip: missing || largeDataMissing("train-clean-5") }, () => {
   it("calibrates to torch's qparams and decodes torch's tokens", async () => {
-    const ref: { calibration_files: string[]; evaluation: Array<{ file: string; tokens: number[] }>; qparams: Record<string, [number, number, number, number]> } = JSON.parse(readFileSync(join(FIXTURES, "quant", "torch_static_tiny_en.json"), "utf8"));
+    const ref: {
+      calibration_files: string[];
+      evaluation: Array<{ file: string; tokens: number[] }>;
+      qparams: Record<string, [number, number, number, number]>;
+    } = JSON.parse(readFileSync(join(FIXTURES, "quant", "torch_static_tiny_en.json"), "utf8"));
     const path = (f: string) => join(LARGE_LIBRISPEECH!, "train-clean-5", ...f.split("-").slice(0, 2), f);
     const dir = await tempDir();
     try {
       const fp32 = await ensureOnnxModel(MODEL);
-      const calibration: CalibrationRun = { source: "test", run: async (graphs) => (await calibrateActivations(MODEL, graphs, ref.calibration_files.map(path), { threads: 2 })).activations };
+      const calibration: CalibrationRun = {
+        source: "test",
+        run: async (graphs) => (await calibrateActivations(MODEL, graphs, ref.calibration_files.map(path), { threads: 2 })).activations,
+      };
       const { manifest } = await quantizeWithCalibration(fp32.dir, "pytorch/static-int8", {}, join(dir, "q"), calibration);
       const ours = (manifest.calibration as { activations: Record<string, ActivationQuant> }).activations;
       const layers = Object.entries(ref.qparams);

@@ -34,7 +34,11 @@ export function markdownToNotebook(text: string, stem: string): object {
     if (buffer.length) {
       const source = buffer.map((l, i) => (i < buffer.length - 1 ? `${l}\n` : l));
       const id = `${stem}-${cells.length}`;
-      cells.push(type === "code" ? { cell_type: "code", id, metadata: {}, source, outputs: [], execution_count: null } : { cell_type: "markdown", id, metadata: {}, source });
+      cells.push(
+        type === "code"
+          ? { cell_type: "code", id, metadata: {}, source, outputs: [], execution_count: null }
+          : { cell_type: "markdown", id, metadata: {}, source },
+      );
     }
     buffer = [];
   };
@@ -51,16 +55,24 @@ export function markdownToNotebook(text: string, stem: string): object {
   flush("markdown");
   return {
     cells,
-    metadata: { kernelspec: { name: "tslab", display_name: "TypeScript (tslab)", language: "typescript" }, language_info: { name: "typescript", file_extension: ".ts" } },
+    metadata: {
+      kernelspec: { name: "tslab", display_name: "TypeScript (tslab)", language: "typescript" },
+      language_info: { name: "typescript", file_extension: ".ts" },
+    },
     nbformat: 4,
     nbformat_minor: 5,
   };
 }
 
 async function convert(): Promise<void> {
-  for (const file of readdirSync(SOURCES).filter((f) => f.endsWith(".md")).sort()) {
+  for (const file of readdirSync(SOURCES)
+    .filter((f) => f.endsWith(".md"))
+    .sort()) {
     const stem = basename(file, ".md");
-    await writeFileAtomic(join(NOTEBOOKS, `${stem}.ipynb`), `${JSON.stringify(markdownToNotebook(readFileSync(join(SOURCES, file), "utf8"), stem), null, 1)}\n`);
+    await writeFileAtomic(
+      join(NOTEBOOKS, `${stem}.ipynb`),
+      `${JSON.stringify(markdownToNotebook(readFileSync(join(SOURCES, file), "utf8"), stem), null, 1)}\n`,
+    );
     console.log(`notebooks/${stem}.ipynb`);
   }
 }
@@ -80,10 +92,19 @@ export function firstError(nb: ExecutedNotebook): { cell: number; firstLine: str
   for (const [i, cell] of nb.cells.entries()) {
     const err = cell.outputs?.find((o) => o.output_type === "error");
     // tslab reports an uncaught exception as a stack trace on stderr (and the cell as ok), not as an error output
-    const trace = cell.outputs?.find((o) => o.output_type === "stream" && (o as { name?: string }).name === "stderr" && /^\s+at .*(evalmachine\.<anonymous>|file:|node:)/m.test(((o as { text?: string[] }).text ?? []).join("")));
+    const trace = cell.outputs?.find(
+      (o) =>
+        o.output_type === "stream" &&
+        (o as { name?: string }).name === "stderr" &&
+        /^\s+at .*(evalmachine\.<anonymous>|file:|node:)/m.test(((o as { text?: string[] }).text ?? []).join("")),
+    );
     if (trace) {
       const lines = ((trace as { text?: string[] }).text ?? []).join("").split("\n");
-      return { cell: i + 1, firstLine: cell.source.join("").split("\n")[0]!.slice(0, 100), error: lines.find((l) => /^\w*(Error|Exception)\b/.test(l)) ?? lines.slice(0, 5).join(" | ") };
+      return {
+        cell: i + 1,
+        firstLine: cell.source.join("").split("\n")[0]!.slice(0, 100),
+        error: lines.find((l) => /^\w*(Error|Exception)\b/.test(l)) ?? lines.slice(0, 5).join(" | "),
+      };
     }
     if (err) {
       const detail = [err.ename, err.evalue].filter(Boolean).join(": ") || (err.traceback ?? []).join("\n").slice(0, 2000) || "(no message)";
@@ -100,15 +121,32 @@ function run(outDir: string, only: string[]): number {
     console.error(`no tslab kernel at ${jupyterPath}/kernels/tslab: run make kernel (make reproduce does)`);
     return 1;
   }
-  const notebooks = readdirSync(NOTEBOOKS).filter((f) => f.endsWith(".ipynb") && (only.length === 0 || only.some((o) => f.startsWith(o)))).sort();
+  const notebooks = readdirSync(NOTEBOOKS)
+    .filter((f) => f.endsWith(".ipynb") && (only.length === 0 || only.some((o) => f.startsWith(o))))
+    .sort();
   for (const nb of notebooks) {
     const started = Date.now();
     console.log(`[notebooks] ${nb} ...`);
-    const result = spawnSync("jupyter", ["nbconvert", "--to", "notebook", "--execute", "--allow-errors", "--ExecutePreprocessor.timeout=-1", "--ExecutePreprocessor.kernel_name=tslab", "--output-dir", outDir, join(NOTEBOOKS, nb)], {
-      stdio: ["ignore", "inherit", "pipe"],
-      env: { ...process.env, JUPYTER_PATH: jupyterPath },
-      encoding: "utf8",
-    });
+    const result = spawnSync(
+      "jupyter",
+      [
+        "nbconvert",
+        "--to",
+        "notebook",
+        "--execute",
+        "--allow-errors",
+        "--ExecutePreprocessor.timeout=-1",
+        "--ExecutePreprocessor.kernel_name=tslab",
+        "--output-dir",
+        outDir,
+        join(NOTEBOOKS, nb),
+      ],
+      {
+        stdio: ["ignore", "inherit", "pipe"],
+        env: { ...process.env, JUPYTER_PATH: jupyterPath },
+        encoding: "utf8",
+      },
+    );
     if (result.status !== 0) {
       console.error(result.stderr.split("\n").slice(-15).join("\n"));
       console.error(`[notebooks] FAILED: notebooks/${nb}: jupyter nbconvert exited ${result.status}`);

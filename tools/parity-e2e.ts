@@ -30,18 +30,29 @@ const fileOf = (recipe: string) => recipe.replace("/", "_");
 function kitRuns(store: string, model: string, split: string): Map<string, Map<string, UtteranceResult>> {
   const runs = new Map<string, Map<string, UtteranceResult>>();
   const file = join(store, "results.jsonl");
-  const summaries = existsSync(file) ? (readFileSync(file, "utf8").split("\n").filter(Boolean).map((l) => JSON.parse(l)) as RunSummary[]) : [];
+  const summaries = existsSync(file)
+    ? (readFileSync(file, "utf8")
+        .split("\n")
+        .filter(Boolean)
+        .map((l) => JSON.parse(l)) as RunSummary[])
+    : [];
   for (const s of summaries) {
     if (shortModelName(s.spec.model.name) !== model || s.spec.split !== split || Object.keys(s.spec.conditions).length) continue;
-    const records = readFileSync(join(store, "runs", `${s.key}.jsonl`), "utf8").split("\n").filter(Boolean).map((l) => JSON.parse(l) as UtteranceResult);
+    const records = readFileSync(join(store, "runs", `${s.key}.jsonl`), "utf8")
+      .split("\n")
+      .filter(Boolean)
+      .map((l) => JSON.parse(l) as UtteranceResult);
     runs.set(s.spec.recipe.id, new Map(records.map((r) => [r.id, r])));
   }
   return runs;
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { library: { type: "string" }, results: { type: "string" }, model: { type: "string" }, split: { type: "string" }, json: { type: "string" } } });
-  if (!values.library || !values.results || !values.model || !values.split) throw new Error("usage: --library DIR --results STORE --model MODEL_DIR --split NAME [--json FILE]");
+  const { values } = parseArgs({
+    options: { library: { type: "string" }, results: { type: "string" }, model: { type: "string" }, split: { type: "string" }, json: { type: "string" } },
+  });
+  if (!values.library || !values.results || !values.model || !values.split)
+    throw new Error("usage: --library DIR --results STORE --model MODEL_DIR --split NAME [--json FILE]");
   const normalizer = await EnglishTextNormalizer.load(values.model);
   const kit = kitRuns(values.results, shortModelName(values.model), values.split);
   const readLibrary = async (file: string) => new Map((await readJsonl<LibraryLine>(file)).records.map((r) => [r.id, r]));
@@ -50,7 +61,9 @@ async function main(): Promise<void> {
     return { errors: a.substitutions + a.deletions + a.insertions, words: a.referenceLength };
   };
   const rows: Array<Record<string, string | number>> = [];
-  const recipes = readdirSync(values.library).filter((f) => f.endsWith(".jsonl") && !f.includes(".perturb-")).map((f) => f.replace(".jsonl", "").replace("_", "/"));
+  const recipes = readdirSync(values.library)
+    .filter((f) => f.endsWith(".jsonl") && !f.includes(".perturb-"))
+    .map((f) => f.replace(".jsonl", "").replace("_", "/"));
   for (const recipe of recipes) {
     const lib = await readLibrary(join(values.library, `${fileOf(recipe)}.jsonl`));
     const ours = kit.get(recipe);
@@ -97,7 +110,9 @@ async function main(): Promise<void> {
   console.log("|---|---|---|---|---|---|---|");
   for (const r of rows) {
     const spread = r.librarySpread ? `${r.librarySpread}${r.withinSpread === "yes" ? " (kit inside)" : " (kit outside)"}` : "-";
-    console.log(`| ${r.recipe} | ${r.utterances} | ${r.identical} (${(100 * (r.identicalShare as number)).toFixed(0)} %) | ${fmt(r.kitWer as number)} | ${fmt(r.libraryWer as number)} | ${fmt(r.difference as number)} (${fmt(r.differenceLow as number)}, ${fmt(r.differenceHigh as number)}) | ${spread} |`);
+    console.log(
+      `| ${r.recipe} | ${r.utterances} | ${r.identical} (${(100 * (r.identicalShare as number)).toFixed(0)} %) | ${fmt(r.kitWer as number)} | ${fmt(r.libraryWer as number)} | ${fmt(r.difference as number)} (${fmt(r.differenceLow as number)}, ${fmt(r.differenceHigh as number)}) | ${spread} |`,
+    );
   }
   if (values.json) writeFileSync(values.json, `${JSON.stringify(rows, null, 1)}\n`);
 }

@@ -25,7 +25,10 @@ interface Difference {
 export interface LayerFixture {
   layer: string;
   shape: [number, number];
-  configs: Record<string, { sha256: string; differences: Difference[]; groupSize?: number; libraryZero?: Record<string, number>; libraryScale?: Record<string, number> }>;
+  configs: Record<
+    string,
+    { sha256: string; differences: Difference[]; groupSize?: number; libraryZero?: Record<string, number>; libraryScale?: Record<string, number> }
+  >;
 }
 
 function readInt16(file: string): Int16Array {
@@ -76,7 +79,10 @@ async function main(codesDir: string, modelsDir: string, outDir: string): Promis
       }
       layers.push(fixture);
     }
-    writeFileSync(join(outDir, `${model}.json`), `${JSON.stringify({ model, versions, made: "tools/reference/dump_entry_point_codes.py + tools/parity-fixtures.ts", layers })}\n`);
+    writeFileSync(
+      join(outDir, `${model}.json`),
+      `${JSON.stringify({ model, versions, made: "tools/reference/dump_entry_point_codes.py + tools/parity-fixtures.ts", layers })}\n`,
+    );
   }
 }
 

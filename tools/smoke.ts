@@ -45,7 +45,10 @@ async function main(dir: string): Promise<number> {
   const archive = await splitArchive(join(repoRoot(), "test", "fixtures", "librispeech", "LibriSpeech"), SPLIT);
   openslr.files.set(`/resources/12/${SPLIT}.tar.gz`, archive);
   const checksums = join(dir, "checksums.json");
-  await writeFile(checksums, JSON.stringify({ [SPLIT]: { md5: createHash("md5").update(archive).digest("hex"), sha256: createHash("sha256").update(archive).digest("hex") } }));
+  await writeFile(
+    checksums,
+    JSON.stringify({ [SPLIT]: { md5: createHash("md5").update(archive).digest("hex"), sha256: createHash("sha256").update(archive).digest("hex") } }),
+  );
   await hub.start();
   await openslr.start();
   try {
@@ -64,7 +67,11 @@ async function main(dir: string): Promise<number> {
       PTQ_DATA_DIR: join(dir, "data"),
       RESULTS_DIR: join(dir, "data", "results"),
     };
-    const make = spawn("make", ["--no-print-directory", "run-notebooks", `EXECUTED_DIR=${join(dir, "notebooks")}`, `FIGURES_DIR=${join(dir, "figures")}`], { cwd: repoRoot(), env, stdio: "inherit" });
+    const make = spawn("make", ["--no-print-directory", "run-notebooks", `EXECUTED_DIR=${join(dir, "notebooks")}`, `FIGURES_DIR=${join(dir, "figures")}`], {
+      cwd: repoRoot(),
+      env,
+      stdio: "inherit",
+    });
     return await new Promise<number>((done) => make.on("exit", (code) => done(code ?? 1)));
   } finally {
     await hub.stop();

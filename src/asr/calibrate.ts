@@ -30,7 +30,8 @@ export class ScaleCalibration implements SessionInstrument {
     const feeds: Record<string, ort.Tensor> = {};
     for (const name of inputNames) {
       if (name === FIRST_CALL) feeds[name] = new ort.Tensor("bool", [this.firstCall[graph]], []);
-      else if (name.endsWith(SCALE_INPUT)) feeds[name] = new ort.Tensor("float32", Float32Array.of(this.scales.get(name.slice(0, -SCALE_INPUT.length)) ?? 1), []);
+      else if (name.endsWith(SCALE_INPUT))
+        feeds[name] = new ort.Tensor("float32", Float32Array.of(this.scales.get(name.slice(0, -SCALE_INPUT.length)) ?? 1), []);
     }
     return feeds;
   }
@@ -88,7 +89,8 @@ export interface CalibrationResult {
 
 /** Run a static recipe's calibration graphs (`graphsDir`) over audio files, in the order given. */
 export async function calibrateActivations(modelDir: string, graphsDir: string, files: string[], options: TranscriberOptions = {}): Promise<CalibrationResult> {
-  if (files.length === 0) throw new KitError("calibration needs at least one utterance", { field: "calibration", fix: "give a split with a non-empty calibration part" });
+  if (files.length === 0)
+    throw new KitError("calibration needs at least one utterance", { field: "calibration", fix: "give a split with a non-empty calibration part" });
   // the graphs' recipe says which library's calibration they carry
   const { recipe } = await readJson<ModelManifest>(join(graphsDir, MANIFEST_FILE));
   const instrument = findRecipe(recipe).observer === "histogram" ? new HistogramCalibration() : new ScaleCalibration();

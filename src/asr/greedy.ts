@@ -118,7 +118,10 @@ export async function greedyDecode<State>(stepper: DecoderStepper<State>, settin
     } else {
       language = `<|${requested}|>`;
       if (settings.langToId[language] === undefined) {
-        throw new KitError(`the model has no language '${requested}'`, { field: "--language", fix: `use one of ${Object.keys(settings.langToId).slice(0, 8).join(" ")} ... or auto` });
+        throw new KitError(`the model has no language '${requested}'`, {
+          field: "--language",
+          fix: `use one of ${Object.keys(settings.langToId).slice(0, 8).join(" ")} ... or auto`,
+        });
       }
     }
     prompt.push(settings.langToId[language]!);
@@ -126,7 +129,10 @@ export async function greedyDecode<State>(stepper: DecoderStepper<State>, settin
     if (taskId === undefined || taskId < 0) throw new KitError(`the model has no task '${task}'`, { field: "--task", fix: "use transcribe" });
     prompt.push(taskId);
   } else if (options.language !== undefined && options.language !== "en" && options.language !== "auto") {
-    throw new KitError(`this is an English-only model; it cannot transcribe '${options.language}'`, { field: "--language", fix: "drop --language or use a multilingual model" });
+    throw new KitError(`this is an English-only model; it cannot transcribe '${options.language}'`, {
+      field: "--language",
+      fix: "drop --language or use a multilingual model",
+    });
   }
   prompt.push(settings.noTimestampsTokenId);
 

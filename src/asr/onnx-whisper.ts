@@ -82,7 +82,10 @@ export class OnnxWhisper {
     if (mel.length !== this.config.numMelBins * frames) {
       throw new Error(`encode: expected ${this.config.numMelBins}x${frames} features, got ${mel.length} values`);
     }
-    const feeds = { input_features: new ort.Tensor("float32", mel, [1, this.config.numMelBins, frames]), ...this.instrument?.feeds("encoder", this.encoder.inputNames) };
+    const feeds = {
+      input_features: new ort.Tensor("float32", mel, [1, this.config.numMelBins, frames]),
+      ...this.instrument?.feeds("encoder", this.encoder.inputNames),
+    };
     const out = await this.encoder.run(feeds);
     this.instrument?.observe("encoder", out);
     const cross: Record<string, ort.Tensor> = {};
@@ -96,7 +99,11 @@ export class OnnxWhisper {
   /** Feed `ids` after the cached positions (none when `cache` is null). */
   async step(ids: number[], encoded: EncodedAudio, cache: KvCache | null): Promise<StepResult> {
     const feeds: Record<string, ort.Tensor> = {
-      input_ids: new ort.Tensor("int64", BigInt64Array.from(ids, (id) => BigInt(id)), [1, ids.length]),
+      input_ids: new ort.Tensor(
+        "int64",
+        BigInt64Array.from(ids, (id) => BigInt(id)),
+        [1, ids.length],
+      ),
       ...encoded.cross,
     };
     const past = cache ?? this.emptyPast;

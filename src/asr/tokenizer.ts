@@ -41,7 +41,11 @@ export class WhisperTokenizer {
   ) {
     const vocab = json.model?.vocab;
     if (json.model?.type !== "BPE" || !vocab) {
-      throw new KitError("tokenizer.json has no BPE vocabulary", { file, field: "model.vocab", fix: "use the tokenizer.json of an original Whisper checkpoint" });
+      throw new KitError("tokenizer.json has no BPE vocabulary", {
+        file,
+        field: "model.vocab",
+        fix: "use the tokenizer.json of an original Whisper checkpoint",
+      });
     }
     this.tokenToId = new Map(Object.entries(vocab));
     this.special = new Set();
@@ -65,7 +69,8 @@ export class WhisperTokenizer {
   /** The id of a token such as "<|en|>"; throws with the token's name if the vocabulary lacks it. */
   id(token: string): number {
     const id = this.tokenToId.get(token);
-    if (id === undefined) throw new KitError(`the tokenizer has no token ${token}`, { file: this.file, field: token, fix: "use a tokenizer that matches the model" });
+    if (id === undefined)
+      throw new KitError(`the tokenizer has no token ${token}`, { file: this.file, field: token, fix: "use a tokenizer that matches the model" });
     return id;
   }
 
@@ -103,7 +108,7 @@ export class WhisperTokenizer {
     }
     flush();
     const text = pieces.join("");
-    return options.cleanUpSpaces ?? this.cleanUpSpaces ? cleanUpTokenization(text) : text;
+    return (options.cleanUpSpaces ?? this.cleanUpSpaces) ? cleanUpTokenization(text) : text;
   }
 }
 

@@ -49,12 +49,20 @@ export async function decodeAudio(bytes: Uint8Array, file: string): Promise<Deco
 }
 
 export async function decodeFlac(bytes: Uint8Array, file: string): Promise<DecodedAudio> {
-  const damaged = (what: string, field: string) => new KitError(`${file} is a damaged FLAC file: ${what}`, { file, field, fix: "replace the file (re-download it, or re-extract its archive); a damaged FLAC is never transcribed" });
+  const damaged = (what: string, field: string) =>
+    new KitError(`${file} is a damaged FLAC file: ${what}`, {
+      file,
+      field,
+      fix: "replace the file (re-download it, or re-extract its archive); a damaged FLAC is never transcribed",
+    });
   const layout = readFlacLayout(bytes);
   if (!layout) throw damaged("its metadata blocks are cut off or malformed", "STREAMINFO");
   const frames = checkFrames(bytes, layout.firstFrame);
   if (frames.damagedAt !== null) {
-    throw damaged(`the audio frame at byte ${frames.damagedAt} (after ${frames.frames} good frames; the file has ${bytes.length} bytes) fails its CRC or is cut off`, "frame CRC-16");
+    throw damaged(
+      `the audio frame at byte ${frames.damagedAt} (after ${frames.frames} good frames; the file has ${bytes.length} bytes) fails its CRC or is cut off`,
+      "frame CRC-16",
+    );
   }
   const decoder = new FLACDecoder();
   await decoder.ready;
@@ -110,16 +118,22 @@ export function decodeWav(bytes: Uint8Array, file: string): DecodedAudio {
       if (format === 0xfffe && size >= 26) format = view.getUint16(body + 24, true); // extensible: sub-format GUID's first two bytes
     } else if (id === "data") {
       dataOffset = body;
-      if (size === 0xffffffff) dataLength = bytes.length - body; // a streaming writer's "to the end"
+      if (size === 0xffffffff)
+        dataLength = bytes.length - body; // a streaming writer's "to the end"
       else if (body + size > bytes.length) {
-        throw new KitError(`${file} is a damaged WAV file: its data chunk records ${size} bytes, the file holds ${bytes.length - body} after it (cut off)`, { file, field: "data.size", fix: "replace the file (re-download or re-export it); a damaged file is never transcribed" });
+        throw new KitError(`${file} is a damaged WAV file: its data chunk records ${size} bytes, the file holds ${bytes.length - body} after it (cut off)`, {
+          file,
+          field: "data.size",
+          fix: "replace the file (re-download or re-export it); a damaged file is never transcribed",
+        });
       } else dataLength = size;
     }
     pos = body + size + (size & 1);
   }
   if (format < 0) throw new KitError(`${file}: WAV file has no fmt chunk`, { file, field: "fmt", fix });
   if (dataOffset < 0) throw new KitError(`${file}: WAV file has no data chunk`, { file, field: "data", fix });
-  if (channelCount === 0 || sampleRate === 0) throw new KitError(`${file}: WAV header says ${channelCount} channels at ${sampleRate} Hz`, { file, field: "fmt", fix });
+  if (channelCount === 0 || sampleRate === 0)
+    throw new KitError(`${file}: WAV header says ${channelCount} channels at ${sampleRate} Hz`, { file, field: "fmt", fix });
   const isFloat = format === 3;
   if (!(format === 1 || isFloat) || (isFloat && bits !== 32 && bits !== 64) || (!isFloat && ![8, 16, 24, 32].includes(bits))) {
     throw new KitError(`${file}: unsupported WAV encoding (format ${format}, ${bits} bits)`, { file, field: "fmt.audio_format", fix });

@@ -122,10 +122,14 @@ export class FFT {
           bIm[dst + step] = uIm[0]! - uIm[1]!;
         } else if (r === 4) {
           // W_4 = -i: the four outputs are sums of the inputs rotated by multiples of -90 degrees.
-          const s02r = uRe[0]! + uRe[2]!, s02i = uIm[0]! + uIm[2]!;
-          const d02r = uRe[0]! - uRe[2]!, d02i = uIm[0]! - uIm[2]!;
-          const s13r = uRe[1]! + uRe[3]!, s13i = uIm[1]! + uIm[3]!;
-          const d13r = uRe[1]! - uRe[3]!, d13i = uIm[1]! - uIm[3]!;
+          const s02r = uRe[0]! + uRe[2]!,
+            s02i = uIm[0]! + uIm[2]!;
+          const d02r = uRe[0]! - uRe[2]!,
+            d02i = uIm[0]! - uIm[2]!;
+          const s13r = uRe[1]! + uRe[3]!,
+            s13i = uIm[1]! + uIm[3]!;
+          const d13r = uRe[1]! - uRe[3]!,
+            d13i = uIm[1]! - uIm[3]!;
           bRe[dst] = s02r + s13r;
           bIm[dst] = s02i + s13i;
           bRe[dst + step] = d02r + d13i; // d02 - i d13

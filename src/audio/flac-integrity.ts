@@ -75,7 +75,7 @@ export function frameHeaderAt(bytes: Uint8Array, pos: number): number {
   if (pos + 6 > bytes.length || bytes[pos] !== 0xff || (bytes[pos + 1]! & 0xfe) !== 0xf8) return 0;
   const blockSizeCode = bytes[pos + 2]! >> 4;
   const rateCode = bytes[pos + 2]! & 0x0f;
-  if (blockSizeCode === 0 || rateCode === 0x0f || (bytes[pos + 3]! >> 4) > 10 || (bytes[pos + 3]! & 0x01) !== 0) return 0;
+  if (blockSizeCode === 0 || rateCode === 0x0f || bytes[pos + 3]! >> 4 > 10 || (bytes[pos + 3]! & 0x01) !== 0) return 0;
   let p = pos + 4;
   // The frame or sample number, UTF-8 style: the count of leading ones is the byte count.
   const lead = bytes[p]!;

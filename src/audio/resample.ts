@@ -36,7 +36,7 @@ export function resample(input: Float32Array, fromRate: number, toRate: number):
   const taps = 2 * reach;
   const i0Beta = besselI0(KAISER_BETA);
   // Polyphase table: the kernel for each fractional offset phase/up, taps k = base - reach + 1 .. base + reach.
-  const phases = Math.min(up , 4096);
+  const phases = Math.min(up, 4096);
   const table = new Float64Array(phases * taps);
   for (let p = 0; p < phases; p++) {
     const frac = p / phases;

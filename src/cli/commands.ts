@@ -65,7 +65,11 @@ const HUB: OptionSpec[] = [
   { flags: "--hub-url <url>", description: "Hugging Face hub or a mirror (default: HF_ENDPOINT, else huggingface.co)" },
   { flags: "--revision <rev>", description: "branch, tag or commit of the model repository", default: "main" },
 ];
-const MODEL: OptionSpec = { flags: "--model <id|dir>", description: "a hub id (openai/whisper-small), a model folder, or a short name under MODEL_DIR", required: true };
+const MODEL: OptionSpec = {
+  flags: "--model <id|dir>",
+  description: "a hub id (openai/whisper-small), a model folder, or a short name under MODEL_DIR",
+  required: true,
+};
 const THREADS: OptionSpec = { flags: "--threads <n>", description: "onnxruntime threads (default: cores / workers)", parse: positiveInt };
 
 function hubOptions(o: { hubUrl?: string; revision?: string }): FetchOptions {
@@ -99,7 +103,10 @@ function recipeOptions(o: Record<string, unknown>): RecipeOptions {
 
 const EVALUATION: OptionSpec[] = [
   ...HUB,
-  { flags: "--librispeech-dir <dir>", description: "a LibriSpeech folder (<split>/<speaker>/<chapter>/); default data/librispeech/LibriSpeech, downloaded on demand" },
+  {
+    flags: "--librispeech-dir <dir>",
+    description: "a LibriSpeech folder (<split>/<speaker>/<chapter>/); default data/librispeech/LibriSpeech, downloaded on demand",
+  },
   { flags: "--workers <k>", description: "K processes sharing the utterances and the store", default: 1, parse: positiveInt },
   THREADS,
   { flags: "--shard <i/n>", description: "every n-th utterance from the i-th (a grid cut across machines)" },
@@ -122,14 +129,24 @@ async function evaluate(command: "eval" | "grid", o: Record<string, any>, raw: s
   const workers: number = o.workers;
   const processes: number = o.workerProcesses ?? 1;
   const storeDir = o.results ?? join(dataDir(), "results");
-  const settings = (job: EvalJob): EvalJob => ({ ...job, processes, force: o.force ?? false, ...(shard ? { shard } : {}), ...(o.librispeechDir ? { librispeechDir: o.librispeechDir } : {}), ...(o.calibrationLimit ? { calibrationLimit: o.calibrationLimit } : {}) });
+  const settings = (job: EvalJob): EvalJob => ({
+    ...job,
+    processes,
+    force: o.force ?? false,
+    ...(shard ? { shard } : {}),
+    ...(o.librispeechDir ? { librispeechDir: o.librispeechDir } : {}),
+    ...(o.calibrationLimit ? { calibrationLimit: o.calibrationLimit } : {}),
+  });
   const threads: number = o.threads ?? Math.max(1, Math.floor(cpus().length / workers));
   if (workers > 1) {
     // Models built, quantized and calibrated here first, the store repaired, then K children.
     for (const job of jobs) await prepareJob(settings(job), { transcriberOptions: { hub: hubOptions(o), threads: threads * workers } });
     await new ResultsStore(storeDir).repairAll();
     const code = await runWorkerProcesses(process.argv[1]!, command, raw, workers, threads, shard);
-    if (code !== 0) throw new KitError(`${code === 1 ? "a worker process" : "worker processes"} failed (exit ${code})`, { fix: "see the messages above; rerun the same command to resume" });
+    if (code !== 0)
+      throw new KitError(`${code === 1 ? "a worker process" : "worker processes"} failed (exit ${code})`, {
+        fix: "see the messages above; rerun the same command to resume",
+      });
     return;
   }
   const store = new ResultsStore(storeDir, processes > 1);
@@ -146,7 +163,23 @@ async function evaluate(command: "eval" | "grid", o: Record<string, any>, raw: s
       bar.done();
       const s = outcome.summary;
       const pending = processes > 1 ? "the last worker process to finish summarizes" : "other shards pending; ptq merge joins them";
-      console.log(JSON.stringify(s ? { key: s.key, model: job.model, recipe: job.recipe, split: job.split, conditions: s.spec.conditions, utterances: s.spec.utterances, wer: s.wer, cer: s.cer, ...s.timing } : { key: outcome.key, model: job.model, split: job.split, partial: `${outcome.done}/${outcome.total} utterances (${pending})` }));
+      console.log(
+        JSON.stringify(
+          s
+            ? {
+                key: s.key,
+                model: job.model,
+                recipe: job.recipe,
+                split: job.split,
+                conditions: s.spec.conditions,
+                utterances: s.spec.utterances,
+                wer: s.wer,
+                cer: s.cer,
+                ...s.timing,
+              }
+            : { key: outcome.key, model: job.model, split: job.split, partial: `${outcome.done}/${outcome.total} utterances (${pending})` },
+        ),
+      );
     }
   } finally {
     for (const t of transcribers.values()) await t.close();
@@ -185,7 +218,11 @@ export const COMMANDS: CommandSpec[] = [
     example: "ptq fetch librispeech test-clean",
     run: async ([split], o) => {
       const bar = progress(`download ${split}.tar.gz`, { unit: "bytes" });
-      const libri = await fetchLibriSpeech(split!, { ...(o.mirrorUrl ? { mirrorUrl: o.mirrorUrl } : {}), root: o.root, onProgress: (b, t) => bar.update(b, t) });
+      const libri = await fetchLibriSpeech(split!, {
+        ...(o.mirrorUrl ? { mirrorUrl: o.mirrorUrl } : {}),
+        root: o.root,
+        onProgress: (b, t) => bar.update(b, t),
+      });
       bar.done();
       console.log(join(libri, split!));
     },
@@ -220,11 +257,21 @@ export const COMMANDS: CommandSpec[] = [
     run: async (files, o) => {
       const modelDir = await resolveModelDir(o.model, hubOptions(o));
       const { dir: onnxDir } = await ensureQuantizedModel(modelDir, findRecipe(o.recipe).id);
-      const transcriber = await Transcriber.load(modelDir, { onnxDir, hub: hubOptions(o), ...(o.threads ? { threads: o.threads } : {}), ...(o.language ? { language: o.language } : {}), useCache: o.cache !== false });
+      const transcriber = await Transcriber.load(modelDir, {
+        onnxDir,
+        hub: hubOptions(o),
+        ...(o.threads ? { threads: o.threads } : {}),
+        ...(o.language ? { language: o.language } : {}),
+        useCache: o.cache !== false,
+      });
       try {
         for (const file of files) {
           const r = await transcriber.transcribeFile(file);
-          console.log(o.json ? JSON.stringify({ file, text: r.text, tokens: r.tokens, language: r.language, finished: r.finished, truncated: r.truncated }) : `${file}\t${r.text}`);
+          console.log(
+            o.json
+              ? JSON.stringify({ file, text: r.text, tokens: r.tokens, language: r.language, finished: r.finished, truncated: r.truncated })
+              : `${file}\t${r.text}`,
+          );
         }
       } finally {
         await transcriber.close();
@@ -237,7 +284,16 @@ export const COMMANDS: CommandSpec[] = [
     options: [],
     example: "ptq recipes",
     run: async () => {
-      const rows = RECIPES.map((r) => [r.id, r.library, r.scheme, r.granularity, r.bits, r.execution({}), r.quantizesProjOut ? "yes" : "no", r.quantize || r.id === "fp32" ? "yes" : `no: ${r.missing}`]);
+      const rows = RECIPES.map((r) => [
+        r.id,
+        r.library,
+        r.scheme,
+        r.granularity,
+        r.bits,
+        r.execution({}),
+        r.quantizesProjOut ? "yes" : "no",
+        r.quantize || r.id === "fp32" ? "yes" : `no: ${r.missing}`,
+      ]);
       const header = ["recipe", "library", "scheme", "granularity", "bits", "execution", "proj_out", "runs"];
       const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
       for (const row of [header, ...rows]) console.log(row.map((c, i) => (i === row.length - 1 ? c : c.padEnd(widths[i]!))).join("  "));
@@ -254,7 +310,11 @@ export const COMMANDS: CommandSpec[] = [
       { flags: "--group-size <n>", description: "HQQ only: elements per group (default 64)", parse: positiveInt },
       { flags: "--axis <0|1>", description: "HQQ: group along the input features (1) or the outputs (0)", parse: oneOf("0", "1") },
       { flags: "--granularity <g>", description: "pytorch/dynamic-int8: per_tensor (default) or per_channel", parse: oneOf("per_tensor", "per_channel") },
-      { flags: "--accuracy-level <0|4>", description: "MatMulNBits recipes: 4 quantizes activations to int8 (faster, not the library's numerics)", parse: oneOf("0", "4") },
+      {
+        flags: "--accuracy-level <0|4>",
+        description: "MatMulNBits recipes: 4 quantizes activations to int8 (faster, not the library's numerics)",
+        parse: oneOf("0", "4"),
+      },
       { flags: "--include <globs>", description: "comma-separated globs of layers to quantize (e.g. model.decoder.*)", parse: list },
       { flags: "--exclude <globs>", description: "comma-separated globs of layers to leave in fp32", parse: list },
       { flags: "--out <dir>", description: "where to write the model (default: the cache under data/)" },
@@ -272,12 +332,22 @@ export const COMMANDS: CommandSpec[] = [
       const started = performance.now();
       let calibration: CalibrationRun | undefined;
       if (recipe.scheme === "static") {
-        if (!o.split) throw new KitError(`${recipe.id} is a static recipe: it calibrates on a split's first 10 %`, { field: "--split", fix: "add --split NAME (and --librispeech-dir DIR for a local LibriSpeech tree)" });
+        if (!o.split)
+          throw new KitError(`${recipe.id} is a static recipe: it calibrates on a split's first 10 %`, {
+            field: "--split",
+            fix: "add --split NAME (and --librispeech-dir DIR for a local LibriSpeech tree)",
+          });
         const root = o.librispeechDir ?? defaultLibriSpeechDir();
         calibration = splitCalibration(modelDir, o.split, await buildManifest(root, o.split), { threads: o.threads ?? 0 }, o.calibrationLimit);
       }
       const result = o.out
-        ? { dir: o.out as string, manifest: (calibration ? await quantizeWithCalibration(fp32.dir, recipe.id, options, o.out, calibration) : await quantizeModel(fp32.dir, recipe.id, options, o.out)).manifest }
+        ? {
+            dir: o.out as string,
+            manifest: (calibration
+              ? await quantizeWithCalibration(fp32.dir, recipe.id, options, o.out, calibration)
+              : await quantizeModel(fp32.dir, recipe.id, options, o.out)
+            ).manifest,
+          }
         : await ensureQuantizedModel(modelDir, recipe.id, options, calibration);
       const m = result.manifest;
       console.log(
@@ -300,12 +370,19 @@ export const COMMANDS: CommandSpec[] = [
     arguments: "<paths...>",
     options: [
       { flags: "--out <dir>", description: "the Hugging Face model folder to write", required: true },
-      { flags: "--assets <dir>", description: "where to take files the source lacks (normalizer.json, ...)", default: BUNDLED_ASSETS, defaultShown: "whisper-tiny.en's, in test/fixtures/whisper-assets" },
+      {
+        flags: "--assets <dir>",
+        description: "where to take files the source lacks (normalizer.json, ...)",
+        default: BUNDLED_ASSETS,
+        defaultShown: "whisper-tiny.en's, in test/fixtures/whisper-assets",
+      },
     ],
     example: "ptq import ct2 faster-whisper-tiny.en/ --out data/models/whisper-tiny.en",
     run: async (paths, o) => {
       const report = await importCt2Model(paths, o.out, { fallbackAssets: o.assets });
-      console.log(`${report.outDir}\t${report.parameters} parameters\t${report.sourcePrecision}${report.int8Derived ? " (int8-derived)" : ""}\tfallback files: ${report.filesFromFallback.join(", ") || "none"}`);
+      console.log(
+        `${report.outDir}\t${report.parameters} parameters\t${report.sourcePrecision}${report.int8Derived ? " (int8-derived)" : ""}\tfallback files: ${report.filesFromFallback.join(", ") || "none"}`,
+      );
     },
   },
   {
@@ -326,7 +403,10 @@ export const COMMANDS: CommandSpec[] = [
   {
     name: "grid",
     summary: "evaluate models x recipes x splits (x noise) from a grid file into the results store",
-    options: [{ flags: "--config <file>", description: 'grid JSON: {"models": [...], "recipes": [...], "splits": [...], "limit": 100}', required: true }, ...EVALUATION],
+    options: [
+      { flags: "--config <file>", description: 'grid JSON: {"models": [...], "recipes": [...], "splits": [...], "limit": 100}', required: true },
+      ...EVALUATION,
+    ],
     example: "ptq grid --config grid.json --shard 2/4",
     run: async (_, o, raw) => evaluate("grid", o, raw),
   },
@@ -337,7 +417,10 @@ export const COMMANDS: CommandSpec[] = [
     options: [{ flags: "--out <dir>", description: "the store to merge into", required: true }],
     example: "ptq merge shard1/ shard2/ --out data/results",
     run: async (stores, o) => {
-      const result = await mergeStores(stores.map((d) => new ResultsStore(d)), new ResultsStore(o.out));
+      const result = await mergeStores(
+        stores.map((d) => new ResultsStore(d)),
+        new ResultsStore(o.out),
+      );
       console.log(`${result.runs} runs merged into ${o.out}; ${result.completed} completed by the merge`);
     },
   },
@@ -350,7 +433,12 @@ export const COMMANDS: CommandSpec[] = [
       { flags: "--layers <n>", description: "encoder and decoder layers", default: 2, parse: positiveInt },
       { flags: "--heads <n>", description: "attention heads", default: 2, parse: positiveInt },
       { flags: "--seed <n>", description: "random seed", default: 0, parse: (v) => (v === "0" ? 0 : positiveInt(v)) },
-      { flags: "--assets <dir>", description: "a real Whisper's tokenizer and config files", default: BUNDLED_ASSETS, defaultShown: "whisper-tiny.en's, in test/fixtures/whisper-assets" },
+      {
+        flags: "--assets <dir>",
+        description: "a real Whisper's tokenizer and config files",
+        default: BUNDLED_ASSETS,
+        defaultShown: "whisper-tiny.en's, in test/fixtures/whisper-assets",
+      },
     ],
     example: "ptq synth --out data/bench/small-dims-model --d-model 768 --layers 12 --heads 12",
     run: async (_, o) => {

@@ -73,7 +73,8 @@ export function werInterval(utterances: readonly UtteranceCounts[], options: Boo
 export function pairedWerDifference(a: readonly UtteranceCounts[], b: readonly UtteranceCounts[], options: BootstrapOptions = {}): PairedDifference {
   if (a.length !== b.length) throw new Error(`paired comparison needs the same utterances: ${a.length} against ${b.length}`);
   a.forEach((u, i) => {
-    if (u.words !== b[i]!.words) throw new Error(`utterance ${i}: ${u.words} reference words against ${b[i]!.words}; the runs are not over the same references`);
+    if (u.words !== b[i]!.words)
+      throw new Error(`utterance ${i}: ${u.words} reference words against ${b[i]!.words}; the runs are not over the same references`);
   });
   const { resamples = 2000, seed = 1, level = 0.95 } = options;
   const random = seededRandom(seed);

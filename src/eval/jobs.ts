@@ -52,7 +52,12 @@ function noiseTransform(noise: NoiseSpec, manifest: Utterance[]): (audio: Float3
   return async (audio, u) => {
     if (noise.kind === "white") return mixAtSnr(audio, whiteNoise(audio.length, seedOf(`white:${u.id}`)), noise.snrDb);
     const byId = new Map(manifest.map((x) => [x.id, x]));
-    const talkers = await Promise.all(babbleTalkers(u.id, manifest.map((x) => x.id)).map((id) => loadAudio(byId.get(id)!.path)));
+    const talkers = await Promise.all(
+      babbleTalkers(
+        u.id,
+        manifest.map((x) => x.id),
+      ).map((id) => loadAudio(byId.get(id)!.path)),
+    );
     return mixAtSnr(audio, babble(audio.length, talkers), noise.snrDb);
   };
 }
@@ -64,10 +69,22 @@ function noiseTransform(noise: NoiseSpec, manifest: Utterance[]): (audio: Float3
 export function splitCalibration(modelDir: string, split: string, manifest: Utterance[], options: TranscriberOptions = {}, limit?: number): CalibrationRun {
   let part = calibrationPart(manifest);
   if (limit !== undefined) part = part.slice(0, limit);
-  if (part.length === 0) throw new KitError(`${split} has no calibration part (${manifest.length} utterances)`, { field: "split", fix: "calibrate on a split with at least 10 utterances" });
+  if (part.length === 0)
+    throw new KitError(`${split} has no calibration part (${manifest.length} utterances)`, {
+      field: "split",
+      fix: "calibrate on a split with at least 10 utterances",
+    });
   return {
     source: `${split} calibration part: ${part.length} utterances, ${part[0]!.id} .. ${part.at(-1)!.id}`,
-    run: async (dir) => (await calibrateActivations(modelDir, dir, part.map((u) => u.path), { threads: options.threads ?? 0 })).activations,
+    run: async (dir) =>
+      (
+        await calibrateActivations(
+          modelDir,
+          dir,
+          part.map((u) => u.path),
+          { threads: options.threads ?? 0 },
+        )
+      ).activations,
   };
 }
 
@@ -80,7 +97,8 @@ function recipeSpec(transcriber: Transcriber): Record<string, unknown> {
 /** The job's model folder and its graphs, fetched, built, quantized and (static recipes) calibrated on `manifest`'s split. */
 async function jobGraphs(job: EvalJob, manifest: Utterance[], context: Pick<JobContext, "transcriberOptions">): Promise<{ modelDir: string; onnxDir: string }> {
   const modelDir = await resolveModelDir(job.model, context.transcriberOptions.hub ?? {});
-  const calibration = findRecipe(job.recipe).scheme === "static" ? splitCalibration(modelDir, job.split, manifest, context.transcriberOptions, job.calibrationLimit) : undefined;
+  const calibration =
+    findRecipe(job.recipe).scheme === "static" ? splitCalibration(modelDir, job.split, manifest, context.transcriberOptions, job.calibrationLimit) : undefined;
   const { dir } = await ensureQuantizedModel(modelDir, job.recipe, job.options ?? {}, calibration);
   return { modelDir, onnxDir: dir };
 }
@@ -169,16 +187,30 @@ export async function readGrid(file: string): Promise<EvalJob[]> {
     throw new KitError("grid field 'limit' must be a positive integer", { file, field: "limit", fix: 'e.g. "limit": 100' });
   }
   if (grid.calibrationLimit !== undefined && (!Number.isInteger(grid.calibrationLimit) || (grid.calibrationLimit as number) < 1)) {
-    throw new KitError("grid field 'calibrationLimit' must be a positive integer", { file, field: "calibrationLimit", fix: 'e.g. "calibrationLimit": 20, or leave it out to calibrate on the whole 10 %' });
+    throw new KitError("grid field 'calibrationLimit' must be a positive integer", {
+      file,
+      field: "calibrationLimit",
+      fix: 'e.g. "calibrationLimit": 20, or leave it out to calibrate on the whole 10 %',
+    });
   }
-  for (const r of recipes) if (!RECIPES_AVAILABLE.includes(r)) throw new KitError(`unknown recipe '${r}'`, { file, field: "recipes", fix: `recipes available: ${RECIPES_AVAILABLE.join(", ")}` });
+  for (const r of recipes)
+    if (!RECIPES_AVAILABLE.includes(r))
+      throw new KitError(`unknown recipe '${r}'`, { file, field: "recipes", fix: `recipes available: ${RECIPES_AVAILABLE.join(", ")}` });
   const selection: Omit<Selection, "shard"> = { full: grid.full === true, ...(grid.limit !== undefined ? { limit: grid.limit as number } : {}) };
   const jobs: EvalJob[] = [];
   for (const model of models) {
     for (const recipe of recipes) {
       for (const split of splits) {
         for (const noise of [undefined, ...noises]) {
-          jobs.push({ model, recipe, split, selection, ...(typeof grid.librispeechDir === "string" ? { librispeechDir: grid.librispeechDir } : {}), ...(noise ? { noise } : {}), ...(grid.calibrationLimit !== undefined ? { calibrationLimit: grid.calibrationLimit as number } : {}) });
+          jobs.push({
+            model,
+            recipe,
+            split,
+            selection,
+            ...(typeof grid.librispeechDir === "string" ? { librispeechDir: grid.librispeechDir } : {}),
+            ...(noise ? { noise } : {}),
+            ...(grid.calibrationLimit !== undefined ? { calibrationLimit: grid.calibrationLimit as number } : {}),
+          });
         }
       }
     }

@@ -23,8 +23,22 @@ export function pySplit(s: string): string[] {
 
 // Non-ASCII letters that NFKD does not decompose (basic.py).
 const ADDITIONAL_DIACRITICS: Record<string, string> = {
-  œ: "oe", Œ: "OE", ø: "o", Ø: "O", æ: "ae", Æ: "AE", ß: "ss", ẞ: "SS",
-  đ: "d", Đ: "D", ð: "d", Ð: "D", þ: "th", Þ: "th", ł: "l", Ł: "L",
+  œ: "oe",
+  Œ: "OE",
+  ø: "o",
+  Ø: "O",
+  æ: "ae",
+  Æ: "AE",
+  ß: "ss",
+  ẞ: "SS",
+  đ: "d",
+  Đ: "D",
+  ð: "d",
+  Ð: "D",
+  þ: "th",
+  Þ: "th",
+  ł: "l",
+  Ł: "L",
 };
 const MARK_SYMBOL_PUNCT = /^[\p{M}\p{S}\p{P}]$/u;
 const NONSPACING_MARK = /^\p{Mn}$/u;
@@ -98,7 +112,9 @@ function digitsToBigInt(digits: string): bigint {
   return v;
 }
 
-const FRACTION = re(`^${S}*([-+]?)(?=${D}|\\.${D})(${D}*|${D}+(?:_${D}+)*)(?:(?:/(${D}+(?:_${D}+)*))?|(?:\\.(${D}*|${D}+(?:_${D}+)*))?(?:[eE]([-+]?${D}+(?:_${D}+)*))?)${S}*$`);
+const FRACTION = re(
+  `^${S}*([-+]?)(?=${D}|\\.${D})(${D}*|${D}+(?:_${D}+)*)(?:(?:/(${D}+(?:_${D}+)*))?|(?:\\.(${D}*|${D}+(?:_${D}+)*))?(?:[eE]([-+]?${D}+(?:_${D}+)*))?)${S}*$`,
+);
 
 /** Fraction(s), or null where Python raises ValueError. */
 export function toFraction(s: string): Fraction | null {
@@ -131,7 +147,27 @@ export function toFraction(s: string): Fraction | null {
 // ---------------------------------------------------------------------------------------------
 // EnglishNumberNormalizer
 
-const ONES_NAMES = ["one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen"];
+const ONES_NAMES = [
+  "one",
+  "two",
+  "three",
+  "four",
+  "five",
+  "six",
+  "seven",
+  "eight",
+  "nine",
+  "ten",
+  "eleven",
+  "twelve",
+  "thirteen",
+  "fourteen",
+  "fifteen",
+  "sixteen",
+  "seventeen",
+  "eighteen",
+  "nineteen",
+];
 const ZEROS = new Set(["o", "oh", "zero"]);
 const ONES = new Map(ONES_NAMES.map((name, i) => [name, i + 1]));
 const ONES_PLURAL = new Map(ONES_NAMES.map((name, i) => [name === "six" ? "sixes" : `${name}s`, [i + 1, "s"] as const]));
@@ -147,26 +183,74 @@ const ONES_ORDINAL = new Map<string, readonly [number, string]>([
     .map(([name, v]) => [name + (name.endsWith("t") ? "h" : "th"), [v, "th"] as const] as const),
 ]);
 const ONES_SUFFIXED = new Map([...ONES_PLURAL, ...ONES_ORDINAL]);
-const TENS = new Map([["twenty", 20], ["thirty", 30], ["forty", 40], ["fifty", 50], ["sixty", 60], ["seventy", 70], ["eighty", 80], ["ninety", 90]]);
+const TENS = new Map([
+  ["twenty", 20],
+  ["thirty", 30],
+  ["forty", 40],
+  ["fifty", 50],
+  ["sixty", 60],
+  ["seventy", 70],
+  ["eighty", 80],
+  ["ninety", 90],
+]);
 const TENS_SUFFIXED = new Map<string, readonly [number, string]>([
   ...[...TENS].map(([name, v]) => [name.replaceAll("y", "ies"), [v, "s"] as const] as const),
   ...[...TENS].map(([name, v]) => [name.replaceAll("y", "ieth"), [v, "th"] as const] as const),
 ]);
-const MULTIPLIER_NAMES = ["hundred", "thousand", "million", "billion", "trillion", "quadrillion", "quintillion", "sextillion", "septillion", "octillion", "nonillion", "decillion"];
+const MULTIPLIER_NAMES = [
+  "hundred",
+  "thousand",
+  "million",
+  "billion",
+  "trillion",
+  "quadrillion",
+  "quintillion",
+  "sextillion",
+  "septillion",
+  "octillion",
+  "nonillion",
+  "decillion",
+];
 const MULTIPLIERS = new Map(MULTIPLIER_NAMES.map((name, i) => [name, i === 0 ? 100n : 10n ** BigInt(3 * i)]));
 const MULTIPLIERS_SUFFIXED = new Map<string, readonly [bigint, string]>([
   ...[...MULTIPLIERS].map(([name, v]) => [`${name}s`, [v, "s"] as const] as const),
   ...[...MULTIPLIERS].map(([name, v]) => [`${name}th`, [v, "th"] as const] as const),
 ]);
 const DECIMALS = new Set([...ONES.keys(), ...TENS.keys(), ...ZEROS]);
-const PRECEDING_PREFIXERS = new Map([["minus", "-"], ["negative", "-"], ["plus", "+"], ["positive", "+"]]);
-const FOLLOWING_PREFIXERS = new Map([["pound", "£"], ["pounds", "£"], ["euro", "€"], ["euros", "€"], ["dollar", "$"], ["dollars", "$"], ["cent", "¢"], ["cents", "¢"]]);
+const PRECEDING_PREFIXERS = new Map([
+  ["minus", "-"],
+  ["negative", "-"],
+  ["plus", "+"],
+  ["positive", "+"],
+]);
+const FOLLOWING_PREFIXERS = new Map([
+  ["pound", "£"],
+  ["pounds", "£"],
+  ["euro", "€"],
+  ["euros", "€"],
+  ["dollar", "$"],
+  ["dollars", "$"],
+  ["cent", "¢"],
+  ["cents", "¢"],
+]);
 const PREFIXES = new Set([...PRECEDING_PREFIXERS.values(), ...FOLLOWING_PREFIXERS.values()]);
-const SUFFIXERS = new Map<string, string | Map<string, string>>([["per", new Map([["cent", "%"]])], ["percent", "%"]]);
+const SUFFIXERS = new Map<string, string | Map<string, string>>([
+  ["per", new Map([["cent", "%"]])],
+  ["percent", "%"],
+]);
 const SPECIALS = new Set(["and", "double", "triple", "point"]);
 const WORDS = new Set<string>([
-  ...ZEROS, ...ONES.keys(), ...ONES_SUFFIXED.keys(), ...TENS.keys(), ...TENS_SUFFIXED.keys(), ...MULTIPLIERS.keys(),
-  ...MULTIPLIERS_SUFFIXED.keys(), ...PRECEDING_PREFIXERS.keys(), ...FOLLOWING_PREFIXERS.keys(), ...SUFFIXERS.keys(), ...SPECIALS,
+  ...ZEROS,
+  ...ONES.keys(),
+  ...ONES_SUFFIXED.keys(),
+  ...TENS.keys(),
+  ...TENS_SUFFIXED.keys(),
+  ...MULTIPLIERS.keys(),
+  ...MULTIPLIERS_SUFFIXED.keys(),
+  ...PRECEDING_PREFIXERS.keys(),
+  ...FOLLOWING_PREFIXERS.keys(),
+  ...SUFFIXERS.keys(),
+  ...SPECIALS,
 ]);
 const NUMERIC = re(`^${D}+(?:\\.${D}+)?$`);
 const isNumeric = (s: string | null) => {
@@ -375,7 +459,10 @@ export class EnglishNumberNormalizer {
 
   postprocess(input: string): string {
     // currency: "$2 and ¢7" -> "$2.07"
-    let s = input.replace(re(`([€£$])([0-9]+) (?:and )?¢([0-9]{1,2})${B}`), (_m, currency: string, integer: string, cents: string) => `${currency}${integer}.${String(Number(cents)).padStart(2, "0")}`);
+    let s = input.replace(
+      re(`([€£$])([0-9]+) (?:and )?¢([0-9]{1,2})${B}`),
+      (_m, currency: string, integer: string, cents: string) => `${currency}${integer}.${String(Number(cents)).padStart(2, "0")}`,
+    );
     s = s.replace(re(`[€£$]0.([0-9]{1,2})${B}`), (_m, cents: string) => `¢${Number(cents)}`);
     return s.replace(re(`${B}1(s?)${B}`), "one$1"); // "one(s)" rather than "1(s)", for readability
   }
@@ -392,30 +479,67 @@ export class EnglishNumberNormalizer {
 export class EnglishSpellingNormalizer {
   constructor(readonly mapping: Record<string, string>) {}
   normalize(s: string): string {
-    return pySplit(s).map((w) => (Object.hasOwn(this.mapping, w) ? this.mapping[w]! : w)).join(" ");
+    return pySplit(s)
+      .map((w) => (Object.hasOwn(this.mapping, w) ? this.mapping[w]! : w))
+      .join(" ");
   }
 }
 
 const REPLACERS: Array<[RegExp, string]> = (
   [
     // common contractions
-    [`${B}won't${B}`, "will not"], [`${B}can't${B}`, "can not"], [`${B}let's${B}`, "let us"], [`${B}ain't${B}`, "aint"],
-    [`${B}y'all${B}`, "you all"], [`${B}wanna${B}`, "want to"], [`${B}gotta${B}`, "got to"], [`${B}gonna${B}`, "going to"],
-    [`${B}i'ma${B}`, "i am going to"], [`${B}imma${B}`, "i am going to"], [`${B}woulda${B}`, "would have"],
-    [`${B}coulda${B}`, "could have"], [`${B}shoulda${B}`, "should have"], [`${B}ma'am${B}`, "madam"],
+    [`${B}won't${B}`, "will not"],
+    [`${B}can't${B}`, "can not"],
+    [`${B}let's${B}`, "let us"],
+    [`${B}ain't${B}`, "aint"],
+    [`${B}y'all${B}`, "you all"],
+    [`${B}wanna${B}`, "want to"],
+    [`${B}gotta${B}`, "got to"],
+    [`${B}gonna${B}`, "going to"],
+    [`${B}i'ma${B}`, "i am going to"],
+    [`${B}imma${B}`, "i am going to"],
+    [`${B}woulda${B}`, "would have"],
+    [`${B}coulda${B}`, "could have"],
+    [`${B}shoulda${B}`, "should have"],
+    [`${B}ma'am${B}`, "madam"],
     // contractions in titles/prefixes
-    [`${B}mr${B}`, "mister "], [`${B}mrs${B}`, "missus "], [`${B}st${B}`, "saint "], [`${B}dr${B}`, "doctor "],
-    [`${B}prof${B}`, "professor "], [`${B}capt${B}`, "captain "], [`${B}gov${B}`, "governor "], [`${B}ald${B}`, "alderman "],
-    [`${B}gen${B}`, "general "], [`${B}sen${B}`, "senator "], [`${B}rep${B}`, "representative "], [`${B}pres${B}`, "president "],
-    [`${B}rev${B}`, "reverend "], [`${B}hon${B}`, "honorable "], [`${B}asst${B}`, "assistant "], [`${B}assoc${B}`, "associate "],
-    [`${B}lt${B}`, "lieutenant "], [`${B}col${B}`, "colonel "], [`${B}jr${B}`, "junior "], [`${B}sr${B}`, "senior "],
+    [`${B}mr${B}`, "mister "],
+    [`${B}mrs${B}`, "missus "],
+    [`${B}st${B}`, "saint "],
+    [`${B}dr${B}`, "doctor "],
+    [`${B}prof${B}`, "professor "],
+    [`${B}capt${B}`, "captain "],
+    [`${B}gov${B}`, "governor "],
+    [`${B}ald${B}`, "alderman "],
+    [`${B}gen${B}`, "general "],
+    [`${B}sen${B}`, "senator "],
+    [`${B}rep${B}`, "representative "],
+    [`${B}pres${B}`, "president "],
+    [`${B}rev${B}`, "reverend "],
+    [`${B}hon${B}`, "honorable "],
+    [`${B}asst${B}`, "assistant "],
+    [`${B}assoc${B}`, "associate "],
+    [`${B}lt${B}`, "lieutenant "],
+    [`${B}col${B}`, "colonel "],
+    [`${B}jr${B}`, "junior "],
+    [`${B}sr${B}`, "senior "],
     [`${B}esq${B}`, "esquire "],
     // perfect tenses
-    [`'d been${B}`, " had been"], [`'s been${B}`, " has been"], [`'d gone${B}`, " had gone"], [`'s gone${B}`, " has gone"],
-    [`'d done${B}`, " had done"], [`'s got${B}`, " has got"],
+    [`'d been${B}`, " had been"],
+    [`'s been${B}`, " has been"],
+    [`'d gone${B}`, " had gone"],
+    [`'s gone${B}`, " has gone"],
+    [`'d done${B}`, " had done"],
+    [`'s got${B}`, " has got"],
     // general contractions
-    [`n't${B}`, " not"], [`'re${B}`, " are"], [`'s${B}`, " is"], [`'d${B}`, " would"], [`'ll${B}`, " will"],
-    [`'t${B}`, " not"], [`'ve${B}`, " have"], [`'m${B}`, " am"],
+    [`n't${B}`, " not"],
+    [`'re${B}`, " are"],
+    [`'s${B}`, " is"],
+    [`'d${B}`, " would"],
+    [`'ll${B}`, " will"],
+    [`'t${B}`, " not"],
+    [`'ve${B}`, " have"],
+    [`'m${B}`, " am"],
   ] as Array<[string, string]>
 ).map(([pattern, replacement]) => [re(pattern), replacement]);
 
@@ -438,7 +562,10 @@ export class EnglishTextNormalizer {
   static async load(modelDir: string): Promise<EnglishTextNormalizer> {
     const file = join(modelDir, "normalizer.json");
     if (!(await exists(file))) {
-      throw new KitError(`${modelDir} has no normalizer.json (Whisper's English spelling map)`, { file, fix: "copy normalizer.json from any Whisper checkpoint (the kit has whisper-tiny.en's in test/fixtures/whisper-assets/whisper-tiny.en/)" });
+      throw new KitError(`${modelDir} has no normalizer.json (Whisper's English spelling map)`, {
+        file,
+        fix: "copy normalizer.json from any Whisper checkpoint (the kit has whisper-tiny.en's in test/fixtures/whisper-assets/whisper-tiny.en/)",
+      });
     }
     return new EnglishTextNormalizer(await readJson<Record<string, string>>(file));
   }

@@ -67,7 +67,10 @@ export interface RunSummary {
 function canonical(value: unknown): string {
   if (Array.isArray(value)) return `[${value.map(canonical).join(",")}]`;
   if (value && typeof value === "object") {
-    return `{${Object.keys(value).sort().map((k) => `${JSON.stringify(k)}:${canonical((value as Record<string, unknown>)[k])}`).join(",")}}`;
+    return `{${Object.keys(value)
+      .sort()
+      .map((k) => `${JSON.stringify(k)}:${canonical((value as Record<string, unknown>)[k])}`)
+      .join(",")}}`;
   }
   return JSON.stringify(value);
 }
@@ -106,7 +109,11 @@ export async function readJsonl<T>(file: string): Promise<JsonlRead<T>> {
     } catch {
       if (isLast) truncatedTail = true;
       else {
-        throw new KitError(`line ${i + 1} of ${file} is not valid JSON`, { file, field: `line ${i + 1}`, fix: "the store was edited or damaged; remove that line (it will be recomputed) or the file" });
+        throw new KitError(`line ${i + 1} of ${file} is not valid JSON`, {
+          file,
+          field: `line ${i + 1}`,
+          fix: "the store was edited or damaged; remove that line (it will be recomputed) or the file",
+        });
       }
     }
   }

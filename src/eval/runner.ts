@@ -82,7 +82,13 @@ export function specFor(request: EvalRequest): RunSpec {
     recipe: numericsRevision(request.recipe.id) ? { ...request.recipe, numerics: numericsRevision(request.recipe.id) } : request.recipe,
     split: request.split,
     utteranceIds: request.utterances.map((u) => u.id),
-    decoding: { strategy: "greedy", language: t.options.language ?? "en", maxLength: t.generation.maxLength, normalizer: "EnglishTextNormalizer", ...(t.options.maxNewTokens !== undefined ? { maxNewTokens: t.options.maxNewTokens } : {}) },
+    decoding: {
+      strategy: "greedy",
+      language: t.options.language ?? "en",
+      maxLength: t.generation.maxLength,
+      normalizer: "EnglishTextNormalizer",
+      ...(t.options.maxNewTokens !== undefined ? { maxNewTokens: t.options.maxNewTokens } : {}),
+    },
     conditions: request.conditions ?? {},
     kitVersion: KIT_VERSION,
   };
@@ -103,7 +109,13 @@ export function sizeOf(manifest: ModelManifest): ModelSize {
 }
 
 /** The summary of a finished run from its utterance records (also what `merge` computes). */
-export function summarize(key: string, spec: RunSpec, records: Map<string, UtteranceResult>, timing: Record<string, number | string>, size: ModelSize | null): RunSummary {
+export function summarize(
+  key: string,
+  spec: RunSpec,
+  records: Map<string, UtteranceResult>,
+  timing: Record<string, number | string>,
+  size: ModelSize | null,
+): RunSummary {
   let wordsTotal = emptyCounts();
   let charsTotal = emptyCounts();
   let audioSeconds = 0;
@@ -154,7 +166,11 @@ export async function runEvaluation(request: EvalRequest): Promise<RunOutcome> {
       // Nothing of this utterance is recorded; what the store holds stays, and the run resumes from it.
       if (!(err instanceof KitError)) throw err;
       const [first, ...rest] = err.message.split("\n");
-      throw new KitError(`${first}\n  ${rest.map((l) => l.trim()).join("\n  ")}\n  run: ${done.size} utterances of this run are in the store (${store.dir}); replace the file and run the same command again: it resumes there`, {}, err);
+      throw new KitError(
+        `${first}\n  ${rest.map((l) => l.trim()).join("\n  ")}\n  run: ${done.size} utterances of this run are in the store (${store.dir}); replace the file and run the same command again: it resumes there`,
+        {},
+        err,
+      );
     }
     if (request.transformAudio) audio = await request.transformAudio(audio, u);
     return { audio, result: await request.transcriber.transcribe(audio) };
@@ -196,7 +212,14 @@ export async function runEvaluation(request: EvalRequest): Promise<RunOutcome> {
       running = addCounts(running, record.words);
       finishedNow++;
       const rate = finishedNow / ((performance.now() - started) / 1000);
-      request.onProgress?.({ done: done.size, total, resumed, utterancesPerSecond: rate, etaSeconds: (todo.length - finishedNow) / rate, runningWer: errorRate(running) });
+      request.onProgress?.({
+        done: done.size,
+        total,
+        resumed,
+        utterancesPerSecond: rate,
+        etaSeconds: (todo.length - finishedNow) / rate,
+        runningWer: errorRate(running),
+      });
     }
   };
   const workers = Math.max(1, request.workers ?? 1);
@@ -213,14 +236,20 @@ export async function runEvaluation(request: EvalRequest): Promise<RunOutcome> {
     await claim.release();
     return { key, summary: null, done: done.size, total }; // another worker process summarizes
   }
-  const summary = summarize(key, spec, done, {
-    lastProcessUtterances: todo.length,
-    lastProcessWallSeconds: wallSeconds,
-    lastProcessRtfx: timedAudio > 0 ? timedAudio / wallSeconds : NaN,
-    workers,
-    processes: request.processes ?? 1,
-    peakRssMB: peakRssMB(),
-  }, sizeOf(request.transcriber.manifest));
+  const summary = summarize(
+    key,
+    spec,
+    done,
+    {
+      lastProcessUtterances: todo.length,
+      lastProcessWallSeconds: wallSeconds,
+      lastProcessRtfx: timedAudio > 0 ? timedAudio / wallSeconds : NaN,
+      workers,
+      processes: request.processes ?? 1,
+      peakRssMB: peakRssMB(),
+    },
+    sizeOf(request.transcriber.manifest),
+  );
   await store.appendSummary(summary);
   await claim?.release();
   return { key, summary, done: total, total };

@@ -31,12 +31,23 @@ export function withoutOptions(args: readonly string[], names: readonly string[]
  * children then share the store); their output passes through. Resolves to the first non-zero
  * exit code, or 0.
  */
-export async function runWorkerProcesses(cli: string, command: string, args: readonly string[], workers: number, threadsEach: number, shard: Selection["shard"] | undefined): Promise<number> {
+export async function runWorkerProcesses(
+  cli: string,
+  command: string,
+  args: readonly string[],
+  workers: number,
+  threadsEach: number,
+  shard: Selection["shard"] | undefined,
+): Promise<number> {
   const base = withoutOptions(args, ["workers", "shard", "threads"]);
   const codes = await Promise.all(
     Array.from({ length: workers }, (_, w) => {
       const mine = workerShard(shard, w, workers);
-      const child = spawn(process.execPath, [cli, command, ...base, "--shard", `${mine.index + 1}/${mine.count}`, "--threads", String(threadsEach), "--worker-processes", String(workers)], { stdio: ["ignore", "inherit", "inherit"] });
+      const child = spawn(
+        process.execPath,
+        [cli, command, ...base, "--shard", `${mine.index + 1}/${mine.count}`, "--threads", String(threadsEach), "--worker-processes", String(workers)],
+        { stdio: ["ignore", "inherit", "inherit"] },
+      );
       return new Promise<number>((resolve) => child.on("close", (code) => resolve(code ?? 1)));
     }),
   );

@@ -27,7 +27,10 @@ export async function downloadVerified(url: string, target: string, expected: Ch
   try {
     response = await fetch(url, { headers: have > 0 ? { Range: `bytes=${have}-` } : {} });
   } catch (err) {
-    throw new KitError(`cannot reach ${url}: ${messageOf(err)}`, { file: url, fix: "check the network or the mirror address (--mirror-url / LIBRISPEECH_MIRROR); an existing tree works with --librispeech-dir" });
+    throw new KitError(`cannot reach ${url}: ${messageOf(err)}`, {
+      file: url,
+      fix: "check the network or the mirror address (--mirror-url / LIBRISPEECH_MIRROR); an existing tree works with --librispeech-dir",
+    });
   }
   if (response.status === 416 && have > 0) {
     // the partial file is already complete (or longer than the file): verify below
@@ -46,7 +49,10 @@ export async function downloadVerified(url: string, target: string, expected: Ch
         onProgress?.(written, total);
       }
     } catch (err) {
-      throw new KitError(`download of ${url} broke off after ${written} bytes: ${messageOf(err)}`, { file: url, fix: "run the same command again: it resumes from the partial file" });
+      throw new KitError(`download of ${url} broke off after ${written} bytes: ${messageOf(err)}`, {
+        file: url,
+        fix: "run the same command again: it resumes from the partial file",
+      });
     } finally {
       await handle.close();
     }
@@ -61,7 +67,11 @@ export async function downloadVerified(url: string, target: string, expected: Ch
     const want = expected[algo];
     if (want && got[algo] !== want) {
       await rm(partial, { force: true });
-      throw new KitError(`${url} is corrupt: ${algo} ${got[algo]}, expected ${want}`, { file: url, field: algo, fix: "the damaged download was deleted; run the command again" });
+      throw new KitError(`${url} is corrupt: ${algo} ${got[algo]}, expected ${want}`, {
+        file: url,
+        field: algo,
+        fix: "the damaged download was deleted; run the command again",
+      });
     }
   }
   await rename(partial, target);
@@ -163,7 +173,8 @@ export async function extractTarGz(archive: string, dest: string): Promise<numbe
         const linkTarget = cString(header.subarray(157, 257));
         if (longName !== null && flag !== "L") [name, longName] = [longName, null];
         if (paxPath !== null && flag !== "x") [name, paxPath] = [paxPath, null];
-        const type: TarEntry["type"] = flag === "0" || flag === "\0" || flag === "7" ? "file" : flag === "5" ? "directory" : flag === "2" ? "symlink" : flag === "1" ? "hardlink" : "other";
+        const type: TarEntry["type"] =
+          flag === "0" || flag === "\0" || flag === "7" ? "file" : flag === "5" ? "directory" : flag === "2" ? "symlink" : flag === "1" ? "hardlink" : "other";
         if (flag === "L") name = "././@LongLink";
         if (flag === "x") name = "\0pax";
         if (type !== "other") safePath(root, name, archive);

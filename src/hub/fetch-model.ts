@@ -50,7 +50,14 @@ function credentials(options: FetchOptions): { accessToken?: string } {
 async function resolveCommit(repo: string, revision: string, hubUrl: string, options: FetchOptions): Promise<string> {
   if (/^[0-9a-f]{40}$/.test(revision)) return revision;
   try {
-    const info = await modelInfo({ name: repo, revision, hubUrl, additionalFields: ["sha"], ...(options.fetch ? { fetch: options.fetch } : {}), ...credentials(options) });
+    const info = await modelInfo({
+      name: repo,
+      revision,
+      hubUrl,
+      additionalFields: ["sha"],
+      ...(options.fetch ? { fetch: options.fetch } : {}),
+      ...credentials(options),
+    });
     const sha = (info as { sha?: string }).sha;
     if (!sha) throw new Error("the hub's answer has no commit sha");
     return sha;
@@ -86,7 +93,11 @@ async function verify(file: string, entry: ListFileEntry, url: string): Promise<
   const size = (await stat(file)).size;
   const expectedSize = entry.lfs?.size ?? entry.size;
   if (size !== expectedSize) {
-    throw new KitError(`download of ${entry.path} has ${size} bytes, the hub lists ${expectedSize}`, { file: url, field: "size", fix: "run the command again to resume" });
+    throw new KitError(`download of ${entry.path} has ${size} bytes, the hub lists ${expectedSize}`, {
+      file: url,
+      field: "size",
+      fix: "run the command again to resume",
+    });
   }
   if (entry.lfs?.oid) {
     const sha = await hashFile(file, "sha256");
@@ -110,7 +121,15 @@ async function verify(file: string, entry: ListFileEntry, url: string): Promise<
 }
 
 /** Download one file to `target`, resuming from `partial`; verified before it is renamed into place. */
-async function downloadOne(repo: string, commit: string, entry: ListFileEntry, target: string, partial: string, hubUrl: string, options: FetchOptions): Promise<void> {
+async function downloadOne(
+  repo: string,
+  commit: string,
+  entry: ListFileEntry,
+  target: string,
+  partial: string,
+  hubUrl: string,
+  options: FetchOptions,
+): Promise<void> {
   const url = `${hubUrl}/${repo}/resolve/${commit}/${entry.path}`;
   await mkdir(dirname(partial), { recursive: true });
   const total = entry.lfs?.size ?? entry.size;
@@ -189,7 +208,14 @@ export async function fetchModel(repo: string, options: FetchOptions = {}): Prom
   let listing: Map<string, ListFileEntry>;
   try {
     listing = new Map();
-    for await (const entry of listFiles({ repo, revision: commit, recursive: true, hubUrl, ...(options.fetch ? { fetch: options.fetch } : {}), ...credentials(options) })) {
+    for await (const entry of listFiles({
+      repo,
+      revision: commit,
+      recursive: true,
+      hubUrl,
+      ...(options.fetch ? { fetch: options.fetch } : {}),
+      ...credentials(options),
+    })) {
       if (entry.type === "file") listing.set(entry.path, entry);
     }
   } catch (err) {

@@ -17,7 +17,17 @@ export interface Utterance {
   transcript: string; // as in .trans.txt (upper case, no punctuation)
 }
 
-export const LIBRISPEECH_SPLITS = ["test-clean", "test-other", "dev-clean", "dev-other", "train-clean-100", "train-clean-360", "train-other-500", "train-clean-5", "dev-clean-2"];
+export const LIBRISPEECH_SPLITS = [
+  "test-clean",
+  "test-other",
+  "dev-clean",
+  "dev-other",
+  "train-clean-100",
+  "train-clean-360",
+  "train-other-500",
+  "train-clean-5",
+  "dev-clean-2",
+];
 
 /** Duration of a FLAC file from STREAMINFO (total samples / sample rate), without decoding. */
 export async function flacDuration(file: string): Promise<number> {
@@ -68,7 +78,9 @@ export async function buildManifest(root: string, split: string): Promise<Uttera
     throw new KitError(`no split '${split}' under ${root}`, {
       file: dir,
       field: "--split",
-      fix: available.length ? `available here: ${available.join(", ")}` : "point --librispeech-dir at a LibriSpeech folder, or run ptq fetch librispeech <split>",
+      fix: available.length
+        ? `available here: ${available.join(", ")}`
+        : "point --librispeech-dir at a LibriSpeech folder, or run ptq fetch librispeech <split>",
     });
   }
   const utterances: Utterance[] = [];
@@ -87,7 +99,11 @@ export async function buildManifest(root: string, split: string): Promise<Uttera
     }
   }
   if (utterances.length === 0) {
-    throw new KitError(`split '${split}' under ${root} holds no utterances`, { file: dir, field: "--split", fix: "the folder is empty or lacks .trans.txt files; extract the split again" });
+    throw new KitError(`split '${split}' under ${root} holds no utterances`, {
+      file: dir,
+      field: "--split",
+      fix: "the folder is empty or lacks .trans.txt files; extract the split again",
+    });
   }
   return utterances.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
 }
@@ -117,7 +133,11 @@ async function mirrorChecksums(split: string): Promise<Checksums | undefined> {
   const table = await readJson<Record<string, Checksums>>(file);
   const entry = table[split];
   if (entry && !(typeof entry.sha256 === "string" && /^[0-9a-f]{64}$/.test(entry.sha256))) {
-    throw new KitError(`LIBRISPEECH_CHECKSUMS gives no sha256 for '${split}'`, { file, field: `${split}.sha256`, fix: "give the archive's sha256 (64 hex digits), and its md5 if known" });
+    throw new KitError(`LIBRISPEECH_CHECKSUMS gives no sha256 for '${split}'`, {
+      file,
+      field: `${split}.sha256`,
+      fix: "give the archive's sha256 (64 hex digits), and its md5 if known",
+    });
   }
   return entry;
 }
@@ -162,7 +182,14 @@ export async function fetchLibriSpeech(split: string, options: LibriSpeechFetchO
     const damagedAt = layout ? checkFrames(bytes, layout.firstFrame).damagedAt : 0;
     if (damagedAt !== null) {
       await rm(extracted, { recursive: true, force: true });
-      throw new KitError(`${archive} holds a damaged FLAC file, ${u.id}.flac (${layout ? `the frame at byte ${damagedAt} fails its CRC` : "its metadata is malformed"})`, { file: archive, field: `${u.id}.flac`, fix: "the archive passed its checksums, so the mirror serves a damaged archive: use another mirror (--mirror-url / LIBRISPEECH_MIRROR)" });
+      throw new KitError(
+        `${archive} holds a damaged FLAC file, ${u.id}.flac (${layout ? `the frame at byte ${damagedAt} fails its CRC` : "its metadata is malformed"})`,
+        {
+          file: archive,
+          field: `${u.id}.flac`,
+          fix: "the archive passed its checksums, so the mirror serves a damaged archive: use another mirror (--mirror-url / LIBRISPEECH_MIRROR)",
+        },
+      );
     }
   }
   await mkdir(libri, { recursive: true });
@@ -172,7 +199,9 @@ export async function fetchLibriSpeech(split: string, options: LibriSpeechFetchO
   await rm(join(libri, split), { recursive: true, force: true });
   await rename(inner, join(libri, split));
   await rm(extracted, { recursive: true, force: true });
-  const lines = manifest.map((u) => JSON.stringify({ ...u, path: join(libri, split, ...u.id.split("-").slice(0, 2), `${u.id}.flac`), checked: "metadata and frame CRCs" }));
+  const lines = manifest.map((u) =>
+    JSON.stringify({ ...u, path: join(libri, split, ...u.id.split("-").slice(0, 2), `${u.id}.flac`), checked: "metadata and frame CRCs" }),
+  );
   await writeFileAtomic(manifestFile, `${lines.join("\n")}\n`);
   return libri;
 }

@@ -101,7 +101,11 @@ export async function buildOnnxModel(modelDir: string, outDir: string): Promise<
  */
 export async function ensureOnnxModel(modelDir: string, cacheRoot = join(dataDir(), "onnx")): Promise<{ dir: string; manifest: ModelManifest }> {
   const configText = await readFile(join(modelDir, "config.json")).catch((err) => {
-    throw new KitError(`${modelDir} has no config.json`, { file: join(modelDir, "config.json"), fix: "point --model at a Whisper model folder or hub id" }, err);
+    throw new KitError(
+      `${modelDir} has no config.json`,
+      { file: join(modelDir, "config.json"), fix: "point --model at a Whisper model folder or hub id" },
+      err,
+    );
   });
   const weightsFile = join(modelDir, "model.safetensors");
   if (!(await exists(weightsFile))) {

@@ -44,7 +44,11 @@ export function parseCt2Model(bytes: Uint8Array, source: string): Ct2Model {
   };
   const need = (n: number, what: string) => {
     if (pos + n > bytes.length) {
-      fail(`${source} ends at byte ${bytes.length} inside ${what} (needs ${pos + n})`, what, "the file is truncated or a part is missing: join all model.bin.partN files in order");
+      fail(
+        `${source} ends at byte ${bytes.length} inside ${what} (needs ${pos + n})`,
+        what,
+        "the file is truncated or a part is missing: join all model.bin.partN files in order",
+      );
     }
   };
   const u8 = () => {
@@ -69,11 +73,16 @@ export function parseCt2Model(bytes: Uint8Array, source: string): Ct2Model {
   if (bytes.length < 8) fail(`${source} is too short to be a CTranslate2 model (${bytes.length} bytes)`, "header", "check the path");
   const version = u32();
   if (version < 1 || version > 6) {
-    fail(`${source} is not a CTranslate2 model.bin (binary version ${version}; expected 1 to 6)`, "binary_version", "point the importer at a faster-whisper/CTranslate2 model.bin; a whisper.cpp ggml file is a different format");
+    fail(
+      `${source} is not a CTranslate2 model.bin (binary version ${version}; expected 1 to 6)`,
+      "binary_version",
+      "point the importer at a faster-whisper/CTranslate2 model.bin; a whisper.cpp ggml file is a different format",
+    );
   }
   const spec = version >= 2 ? str("spec name") : "";
   const revision = version >= 2 ? u32() : 1;
-  if (spec !== "WhisperSpec") fail(`${source} holds a '${spec || "(unnamed)"}' model, not Whisper`, "spec", "import a Whisper model converted by ct2-transformers-converter");
+  if (spec !== "WhisperSpec")
+    fail(`${source} holds a '${spec || "(unnamed)"}' model, not Whisper`, "spec", "import a Whisper model converted by ct2-transformers-converter");
   const count = u32();
   const variables = new Map<string, Ct2Variable>();
   for (let i = 0; i < count; i++) {
@@ -171,7 +180,12 @@ export function ct2ToHuggingFace(model: Ct2Model, source: string): ImportedWeigh
       put(`${name}.weight`, rows(w, i * d, d));
       const bias = rows(b, i * d, d);
       if (name.endsWith("k_proj")) {
-        if (bias.data.some((x) => x !== 0)) throw new KitError(`${from}/bias has a non-zero key bias, which Whisper lacks`, { file: source, field: `${from}/bias`, fix: "this is not an OpenAI Whisper checkpoint" });
+        if (bias.data.some((x) => x !== 0))
+          throw new KitError(`${from}/bias has a non-zero key bias, which Whisper lacks`, {
+            file: source,
+            field: `${from}/bias`,
+            fix: "this is not an OpenAI Whisper checkpoint",
+          });
       } else put(`${name}.bias`, bias);
     });
   };
@@ -213,10 +227,15 @@ export async function findCt2Parts(paths: string[]): Promise<string[]> {
   const whole = files.filter((f) => f.endsWith("model.bin"));
   if (whole.length === 1) return whole;
   const parts = files.filter((f) => /\.part\d+$/.test(f)).sort((a, b) => Number(/part(\d+)$/.exec(a)![1]) - Number(/part(\d+)$/.exec(b)![1]));
-  if (parts.length === 0) throw new KitError(`no model.bin or model.bin.partN in ${paths.join(", ")}`, { file: paths[0]!, fix: "give the folder(s) of a faster-whisper model" });
+  if (parts.length === 0)
+    throw new KitError(`no model.bin or model.bin.partN in ${paths.join(", ")}`, { file: paths[0]!, fix: "give the folder(s) of a faster-whisper model" });
   parts.forEach((f, i) => {
     if (Number(/part(\d+)$/.exec(f)![1]) !== i + 1) {
-      throw new KitError(`model.bin.part${i + 1} is missing (found ${parts.map((x) => basename(x)).join(", ")})`, { file: f, field: `part${i + 1}`, fix: "give every part's folder" });
+      throw new KitError(`model.bin.part${i + 1} is missing (found ${parts.map((x) => basename(x)).join(", ")})`, {
+        file: f,
+        field: `part${i + 1}`,
+        fix: "give every part's folder",
+      });
     }
   });
   return parts;
@@ -255,13 +274,20 @@ export async function importCt2Model(paths: string[], outDir: string, options: I
   };
   const tokenizerFile = await findFile("tokenizer.json");
   const ct2ConfigFile = await findFile("config.json");
-  if (!tokenizerFile) throw new KitError(`no tokenizer.json beside ${parts[0]}`, { file: join(folders[0]!, "tokenizer.json"), fix: "faster-whisper models ship tokenizer.json; give the folder that holds it" });
+  if (!tokenizerFile)
+    throw new KitError(`no tokenizer.json beside ${parts[0]}`, {
+      file: join(folders[0]!, "tokenizer.json"),
+      fix: "faster-whisper models ship tokenizer.json; give the folder that holds it",
+    });
   const tokenizer = await readJson<{ added_tokens?: Array<{ id: number; content: string }> }>(tokenizerFile);
-  const ct2Config = ct2ConfigFile ? await readJson<{ suppress_ids?: number[]; suppress_ids_begin?: number[]; lang_ids?: number[]; alignment_heads?: number[][] }>(ct2ConfigFile) : {};
+  const ct2Config = ct2ConfigFile
+    ? await readJson<{ suppress_ids?: number[]; suppress_ids_begin?: number[]; lang_ids?: number[]; alignment_heads?: number[][] }>(ct2ConfigFile)
+    : {};
   const ids = specialIds(tokenizer);
   const id = (token: string) => {
     const v = ids.get(token);
-    if (v === undefined) throw new KitError(`tokenizer.json lacks ${token}`, { file: tokenizerFile, field: token, fix: "use the tokenizer that came with the model" });
+    if (v === undefined)
+      throw new KitError(`tokenizer.json lacks ${token}`, { file: tokenizerFile, field: token, fix: "use the tokenizer that came with the model" });
     return v;
   };
   const shape = (name: string) => weights.tensors.get(name)!.shape;
@@ -320,7 +346,20 @@ export async function importCt2Model(paths: string[], outDir: string, options: I
     max_length: config.max_target_positions,
     return_timestamps: false,
   };
-  const preprocessor = { chunk_length: 30, feature_extractor_type: "WhisperFeatureExtractor", feature_size: config.num_mel_bins, hop_length: 160, n_fft: 400, n_samples: 480000, nb_max_frames: 3000, padding_side: "right", padding_value: 0, processor_class: "WhisperProcessor", return_attention_mask: false, sampling_rate: 16000 };
+  const preprocessor = {
+    chunk_length: 30,
+    feature_extractor_type: "WhisperFeatureExtractor",
+    feature_size: config.num_mel_bins,
+    hop_length: 160,
+    n_fft: 400,
+    n_samples: 480000,
+    nb_max_frames: 3000,
+    padding_side: "right",
+    padding_value: 0,
+    processor_class: "WhisperProcessor",
+    return_attention_mask: false,
+    sampling_rate: 16000,
+  };
   const filesFromFallback: string[] = [];
   const parameters = [...weights.tensors.values()].reduce((a, t) => a + t.data.length, 0);
   await withAtomicDir(outDir, async (tmp) => {

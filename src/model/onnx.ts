@@ -133,10 +133,7 @@ export class GraphBuilder {
     options: { name?: string; outputs?: string[] | number; domain?: string } = {},
   ): string[] {
     const nodeName = options.name ?? `${opType}_${this.counter++}`;
-    const outputs =
-      typeof options.outputs === "object"
-        ? options.outputs
-        : Array.from({ length: options.outputs ?? 1 }, (_, i) => `${nodeName}/out${i}`);
+    const outputs = typeof options.outputs === "object" ? options.outputs : Array.from({ length: options.outputs ?? 1 }, (_, i) => `${nodeName}/out${i}`);
     this.nodes.push(
       create(NodeProtoSchema, {
         opType,
@@ -221,13 +218,17 @@ function valueInfo(name: string, elemType: TensorProto_DataType, dims: Dim[] | n
         case: "tensorType",
         value: create(TypeProto_TensorSchema, {
           elemType,
-          ...(dims === null ? {} : { shape: create(TensorShapeProtoSchema, {
-            dim: dims.map((d) =>
-              create(TensorShapeProto_DimensionSchema, {
-                value: typeof d === "number" ? { case: "dimValue", value: BigInt(d) } : { case: "dimParam", value: d },
+          ...(dims === null
+            ? {}
+            : {
+                shape: create(TensorShapeProtoSchema, {
+                  dim: dims.map((d) =>
+                    create(TensorShapeProto_DimensionSchema, {
+                      value: typeof d === "number" ? { case: "dimValue", value: BigInt(d) } : { case: "dimParam", value: d },
+                    }),
+                  ),
+                }),
               }),
-            ),
-          }) }),
         }),
       },
     }),
@@ -300,9 +301,7 @@ export async function writeOnnxModel(builder: GraphBuilder, file: string, option
     producerName: options.producer ?? "whisper-ptq-kit",
     opsetImport: [
       create(OperatorSetIdProtoSchema, { domain: "", version: BigInt(options.opset) }),
-      ...Object.entries(options.domains ?? {}).map(([domain, version]) =>
-        create(OperatorSetIdProtoSchema, { domain, version: BigInt(version) }),
-      ),
+      ...Object.entries(options.domains ?? {}).map(([domain, version]) => create(OperatorSetIdProtoSchema, { domain, version: BigInt(version) })),
     ],
     metadataProps: Object.entries(options.metadata ?? {}).map(([key, value]) => create(StringStringEntryProtoSchema, { key, value })),
     graph: create(GraphProtoSchema, {

@@ -197,7 +197,12 @@ export function buildDecoderGraph(config: WhisperConfig, weights: WeightSource):
   const embedTokens = ops.param(TOKEN_EMBEDDING, [config.vocabSize, d]);
   let x = g.op("Gather", [embedTokens, ids], { axis: 0 }, { name: "model.decoder.embed_tokens/Gather" });
   if (config.scaleEmbedding) x = g.op("Mul", [x, g.scalar(Math.sqrt(d))], {}, { name: "model.decoder/EmbedScale" });
-  const pos = g.op("Gather", [ops.param("model.decoder.embed_positions.weight", [config.maxTargetPositions, d]), positions], { axis: 0 }, { name: "model.decoder.embed_positions/Gather" });
+  const pos = g.op(
+    "Gather",
+    [ops.param("model.decoder.embed_positions.weight", [config.maxTargetPositions, d]), positions],
+    { axis: 0 },
+    { name: "model.decoder.embed_positions/Gather" },
+  );
   x = g.op("Add", [x, pos], {}, { name: "model.decoder/AddPositions" });
 
   // Causal mask [T, P+T]: query i (at position P+i) sees keys 0 .. P+i. torch.finfo(float32).min, as Hugging Face masks.
@@ -234,7 +239,12 @@ export function buildDecoderGraph(config: WhisperConfig, weights: WeightSource):
   // logits = x E^T through the tied embedding: Gemm(transB) on [B*T, d] reads E without a copy.
   const flat = g.op("Reshape", [x, g.constant([-1, d])], {}, { name: "proj_out/Flatten" });
   const logits2d = g.op("Gemm", [flat, embedTokens], { transB: 1 }, { name: "proj_out/Gemm" });
-  const outShape = g.op("Concat", [g.op("Shape", [ids], {}, { name: "proj_out/Shape" }), g.constant([config.vocabSize])], { axis: 0 }, { name: "proj_out/OutShape" });
+  const outShape = g.op(
+    "Concat",
+    [g.op("Shape", [ids], {}, { name: "proj_out/Shape" }), g.constant([config.vocabSize])],
+    { axis: 0 },
+    { name: "proj_out/OutShape" },
+  );
   g.op("Reshape", [logits2d, outShape], {}, { name: "proj_out/Reshape", output: "logits" });
   g.output("logits", DataType.FLOAT, ["batch", "tokens", config.vocabSize]);
   return g;

@@ -11,7 +11,7 @@ export function roundHalfEven(x: number): number {
 }
 
 export function clamp(x: number, lo: number, hi: number): number {
-  return x < lo ? lo : Math.min(x , hi);
+  return x < lo ? lo : Math.min(x, hi);
 }
 
 export const FLOAT32_EPS = 1.1920928955078125e-7; // torch.finfo(torch.float32).eps

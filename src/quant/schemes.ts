@@ -236,7 +236,7 @@ export function quantizeHqq(w: Weight, options: HqqOptions): QuantizedWeight {
       for (let k = 0, i = startOf(g); k < groupSize; k++, i += stride) {
         const wv = data[i]!;
         let q = roundHalfEven(f(f(wv * s) + z));
-        q = q < 0 ? 0 : Math.min(q , qmax);
+        q = q < 0 ? 0 : Math.min(q, qmax);
         const diff = f(wv - f(f(q - z) / s)); // W - W_r
         const a = Math.abs(diff);
         const shrunk = a === 0 ? 0 : Math.max(0, f(a - f(invBeta * f(Math.exp(exponent * Math.log(a))))));
@@ -270,8 +270,8 @@ export const NF4_CODE = Float32Array.from([
   0.07958029955625534, 0.16093020141124725, 0.24611230194568634, 0.33791524171829224, 0.44070982933044434, 0.5626170039176941, 0.7229568362236023, 1.0,
 ]);
 export const FP4_CODE = Float32Array.from([
-  0, 0.005208333333333333, 0.6666666666666666, 1, 0.3333333333333333, 0.5, 0.16666666666666666, 0.25,
-  0, -0.005208333333333333, -0.6666666666666666, -1, -0.3333333333333333, -0.5, -0.16666666666666666, -0.25,
+  0, 0.005208333333333333, 0.6666666666666666, 1, 0.3333333333333333, 0.5, 0.16666666666666666, 0.25, 0, -0.005208333333333333, -0.6666666666666666, -1,
+  -0.3333333333333333, -0.5, -0.16666666666666666, -0.25,
 ]);
 
 /**

@@ -64,7 +64,17 @@ const hqqBits = [8, 4, 3, 2, 1] as const;
 const nativeNBits = (bits: number) => bits === 2 || bits === 4; // MatMulNBits takes float zero points only for 2 and 4 bits
 
 export const RECIPES: Recipe[] = [
-  { id: "fp32", library: "none", scheme: "none", granularity: "-", bits: "32", execution: () => "fp32", quantizesProjOut: false, quantize: null, notes: "the baseline, untouched" },
+  {
+    id: "fp32",
+    library: "none",
+    scheme: "none",
+    granularity: "-",
+    bits: "32",
+    execution: () => "fp32",
+    quantizesProjOut: false,
+    quantize: null,
+    notes: "the baseline, untouched",
+  },
   {
     id: "pytorch/dynamic-int8",
     library: "pytorch",
@@ -86,7 +96,8 @@ export const RECIPES: Recipe[] = [
     quantizesProjOut: true,
     quantize: (w) => quantizeTorchInt8(w, "per_channel"),
     observer: "histogram",
-    notes: "get_default_qconfig('x86'): HistogramObserver (reduce_range, uint8 0..127) on each linear's input and output, per-channel symmetric int8 weights; QuantStub -> quantized Linear -> DeQuantStub around every linear",
+    notes:
+      "get_default_qconfig('x86'): HistogramObserver (reduce_range, uint8 0..127) on each linear's input and output, per-channel symmetric int8 weights; QuantStub -> quantized Linear -> DeQuantStub around every linear",
   },
   ...(["w8", "wf8"] as const).map<Recipe>((id) => ({
     id: `quanto/${id}`,
@@ -123,7 +134,8 @@ export const RECIPES: Recipe[] = [
       quantizesProjOut: true,
       quantize: (w) => (weights === "w4" ? quantizeQuantoAffine(w, 4) : quantizeQuantoSymmetric(w, weights === "w8" ? "int8" : "float8")),
       activations,
-      notes: "the study's static grid: quantize(weights, activations), Calibration() (momentum 0.9, streamline) over greedy decoding of the calibration part, freeze(); outputs stay float",
+      notes:
+        "the study's static grid: quantize(weights, activations), Calibration() (momentum 0.9, streamline) over greedy decoding of the calibration part, freeze(); outputs stay float",
     };
   }),
   ...hqqBits.map<Recipe>((bits) => ({
@@ -182,7 +194,8 @@ export const RECIPES: Recipe[] = [
     quantizesProjOut: false,
     quantize: (w) => quantizeLlmInt8Weight(w),
     llmInt8: true,
-    notes: "threshold 6.0, fp16 rounding as bitsandbytes' CPU kernels; the outlier path expands the int8 weight to fp32 at load (size saved on disk, not in memory)",
+    notes:
+      "threshold 6.0, fp16 rounding as bitsandbytes' CPU kernels; the outlier path expands the int8 weight to fp32 at load (size saved on disk, not in memory)",
   },
 ];
 
@@ -199,7 +212,10 @@ export function findRecipe(id: string): Recipe {
   const recipe = RECIPES.find((r) => r.id === id);
   if (!recipe) {
     const close = RECIPES.filter((r) => r.id.split("/")[0] === id.split("/")[0]).map((r) => r.id);
-    throw new KitError(`unknown recipe '${id}'`, { field: "--recipe", fix: `one of: ${(close.length ? close : RECIPES.map((r) => r.id)).join(", ")} (ptq recipes lists them)` });
+    throw new KitError(`unknown recipe '${id}'`, {
+      field: "--recipe",
+      fix: `one of: ${(close.length ? close : RECIPES.map((r) => r.id)).join(", ")} (ptq recipes lists them)`,
+    });
   }
   return recipe;
 }

@@ -31,7 +31,16 @@ export function fitsMatMulNBits(q: QuantizedWeight, k: number): boolean {
  * value = (code - zero) * scale. Quanto's shift convention (code * scale - shift) becomes the float
  * zero point shift / scale; symmetric int8 codes are stored offset by 128 with zero point 128.
  */
-export function emitMatMulNBits(g: GraphBuilder, x: string, out: string, name: string, q: QuantizedWeight, n: number, k: number, accuracyLevel: 0 | 4 = 0): number {
+export function emitMatMulNBits(
+  g: GraphBuilder,
+  x: string,
+  out: string,
+  name: string,
+  q: QuantizedWeight,
+  n: number,
+  k: number,
+  accuracyLevel: 0 | 4 = 0,
+): number {
   const bits = q.bits;
   const block = nbitsBlock(q.groupSize, k);
   const blocksPerRow = k / block;
@@ -47,7 +56,8 @@ export function emitMatMulNBits(g: GraphBuilder, x: string, out: string, name: s
   }
   const scales = new Float32Array(n * blocksPerRow);
   const groupsPerRow = k / q.groupSize;
-  for (let r = 0; r < n; r++) for (let b = 0; b < blocksPerRow; b++) scales[r * blocksPerRow + b] = q.scales[r * groupsPerRow + Math.floor((b * block) / q.groupSize)]!;
+  for (let r = 0; r < n; r++)
+    for (let b = 0; b < blocksPerRow; b++) scales[r * blocksPerRow + b] = q.scales[r * groupsPerRow + Math.floor((b * block) / q.groupSize)]!;
   g.initializer(`${name}.qweight`, packed, [n, blocksPerRow, blob], DataType.UINT8);
   g.initializer(`${name}.scales`, scales, [n * blocksPerRow]);
   const inputs = [x, `${name}.qweight`, `${name}.scales`];
@@ -78,7 +88,12 @@ export function emitMatMulNBits(g: GraphBuilder, x: string, out: string, name: s
     inputs.push(`${name}.zeros`);
   }
   const product = foldShift ? `${out}/codes_x_scales` : out;
-  g.op("MatMulNBits", inputs, { K: k, N: n, bits, block_size: block, accuracy_level: accuracyLevel }, { domain: MS, name: `${name}/quant/MatMulNBits`, output: product });
+  g.op(
+    "MatMulNBits",
+    inputs,
+    { K: k, N: n, bits, block_size: block, accuracy_level: accuracyLevel },
+    { domain: MS, name: `${name}/quant/MatMulNBits`, output: product },
+  );
   if (foldShift) g.op("Add", [product, emitGroupShiftCorrection(g, x, name, q, n, k)], {}, { name: `${name}/quant/ZeroPointCorrection`, output: out });
   // The symmetric offset is a constant the format needs, not a parameter of the scheme.
   const zeroBytes = q.convention === "symmetric" ? 0 : 4 * (q.zeros?.length ?? 0);
@@ -115,7 +130,18 @@ function emitGroupShiftCorrection(g: GraphBuilder, x: string, name: string, q: Q
  * block. With double quantization the absmax is stored as bitsandbytes stores it (8-bit codes of
  * the dynamic map, one scale per 256 blocks, an offset) and rebuilt in the graph (folded at load).
  */
-export function emitMatMulBnb4(g: GraphBuilder, x: string, out: string, name: string, q: QuantizedWeight, packed: Uint8Array, quantType: "nf4" | "fp4", n: number, k: number, dq?: DoubleQuantizedAbsmax): number {
+export function emitMatMulBnb4(
+  g: GraphBuilder,
+  x: string,
+  out: string,
+  name: string,
+  q: QuantizedWeight,
+  packed: Uint8Array,
+  quantType: "nf4" | "fp4",
+  n: number,
+  k: number,
+  dq?: DoubleQuantizedAbsmax,
+): number {
   g.initializer(`${name}.qweight`, packed, [packed.length], DataType.UINT8);
   let absmax = `${name}.absmax`;
   let statsBytes = 4 * q.scales.length;
@@ -129,14 +155,34 @@ export function emitMatMulBnb4(g: GraphBuilder, x: string, out: string, name: st
     g.initializer(`${name}.absmax_code`, dq.code, [256]);
     g.initializer(`${name}.absmax_offset`, Float32Array.of(dq.offset), []);
     const index = g.op("Cast", [`${name}.absmax_q`], { to: DataType.INT32 }, { name: `${name}/quant/AbsmaxIndex` });
-    const values = g.op("Reshape", [g.op("Gather", [`${name}.absmax_code`, index], { axis: 0 }, { name: `${name}/quant/AbsmaxLookup` }), g.constant([blocks2, 256])], {}, { name: `${name}/quant/AbsmaxBlocks` });
-    const scaled = g.op("Add", [g.op("Mul", [values, `${name}.absmax2`], {}, { name: `${name}/quant/AbsmaxScale` }), `${name}.absmax_offset`], {}, { name: `${name}/quant/AbsmaxOffset` });
-    absmax = g.op("Slice", [g.op("Reshape", [scaled, g.constant([-1])], {}, { name: `${name}/quant/AbsmaxFlat` }), g.constant([0]), g.constant([blocks])], {}, { name: `${name}/quant/Absmax` });
+    const values = g.op(
+      "Reshape",
+      [g.op("Gather", [`${name}.absmax_code`, index], { axis: 0 }, { name: `${name}/quant/AbsmaxLookup` }), g.constant([blocks2, 256])],
+      {},
+      { name: `${name}/quant/AbsmaxBlocks` },
+    );
+    const scaled = g.op(
+      "Add",
+      [g.op("Mul", [values, `${name}.absmax2`], {}, { name: `${name}/quant/AbsmaxScale` }), `${name}.absmax_offset`],
+      {},
+      { name: `${name}/quant/AbsmaxOffset` },
+    );
+    absmax = g.op(
+      "Slice",
+      [g.op("Reshape", [scaled, g.constant([-1])], {}, { name: `${name}/quant/AbsmaxFlat` }), g.constant([0]), g.constant([blocks])],
+      {},
+      { name: `${name}/quant/Absmax` },
+    );
     statsBytes = blocks + 4 * blocks2 + 4 * 256 + 4; // codes, second-level scales, the map, the offset (as bitsandbytes' state_dict keeps them)
   } else {
     g.initializer(absmax, q.scales, [q.scales.length]);
   }
-  g.op("MatMulBnb4", [x, `${name}.qweight`, absmax], { K: k, N: n, block_size: q.groupSize, quant_type: quantType === "nf4" ? 1 : 0 }, { domain: MS, name: `${name}/quant/MatMulBnb4`, output: out });
+  g.op(
+    "MatMulBnb4",
+    [x, `${name}.qweight`, absmax],
+    { K: k, N: n, block_size: q.groupSize, quant_type: quantType === "nf4" ? 1 : 0 },
+    { domain: MS, name: `${name}/quant/MatMulBnb4`, output: out },
+  );
   return packed.length + statsBytes;
 }
 
@@ -155,7 +201,12 @@ export function emitDequantized(g: GraphBuilder, x: string, out: string, name: s
   let codes: string; // uint8 [N*K], HF row-major order
   let storedBytes: number;
   if (q.bits === 8) {
-    g.initializer(`${name}.codes`, Uint8Array.from(q.codes, (c) => c + offset), [count], DataType.UINT8);
+    g.initializer(
+      `${name}.codes`,
+      Uint8Array.from(q.codes, (c) => c + offset),
+      [count],
+      DataType.UINT8,
+    );
     codes = `${name}.codes`;
     storedBytes = count;
   } else if (q.bits === 4) {
@@ -163,8 +214,22 @@ export function emitDequantized(g: GraphBuilder, x: string, out: string, name: s
     for (let i = 0; i < count; i++) packed[i >> 1]! |= ((q.codes[i]! + offset) & 0xf) << ((i & 1) * 4);
     g.initializer(`${name}.codes`, packed, [packed.length, 1], DataType.UINT8);
     const low = g.op("BitwiseAnd", [`${name}.codes`, g.initializer(`${name}.mask`, Uint8Array.of(15), [1], DataType.UINT8)], {}, { name: `${p}/Low` });
-    const high = g.op("BitShift", [`${name}.codes`, g.initializer(`${name}.four`, Uint8Array.of(4), [1], DataType.UINT8)], { direction: "RIGHT" }, { name: `${p}/High` });
-    codes = g.op("Slice", [g.op("Reshape", [g.op("Concat", [low, high], { axis: 1 }, { name: `${p}/Nibbles` }), g.constant([-1])], {}, { name: `${p}/Flatten` }), g.constant([0]), g.constant([count])], {}, { name: `${p}/Trim` });
+    const high = g.op(
+      "BitShift",
+      [`${name}.codes`, g.initializer(`${name}.four`, Uint8Array.of(4), [1], DataType.UINT8)],
+      { direction: "RIGHT" },
+      { name: `${p}/High` },
+    );
+    codes = g.op(
+      "Slice",
+      [
+        g.op("Reshape", [g.op("Concat", [low, high], { axis: 1 }, { name: `${p}/Nibbles` }), g.constant([-1])], {}, { name: `${p}/Flatten` }),
+        g.constant([0]),
+        g.constant([count]),
+      ],
+      {},
+      { name: `${p}/Trim` },
+    );
     storedBytes = packed.length;
   } else {
     const planeBytes = Math.ceil(count / 8);
@@ -175,8 +240,21 @@ export function emitDequantized(g: GraphBuilder, x: string, out: string, name: s
     }
     g.initializer(`${name}.planes`, planes, [q.bits, planeBytes, 1], DataType.UINT8);
     const shifts = g.initializer(`${name}.shifts`, Uint8Array.from([0, 1, 2, 3, 4, 5, 6, 7]), [1, 1, 8], DataType.UINT8);
-    const bits = g.op("BitwiseAnd", [g.op("BitShift", [`${name}.planes`, shifts], { direction: "RIGHT" }, { name: `${p}/Shift` }), g.initializer(`${name}.one`, Uint8Array.of(1), [1], DataType.UINT8)], {}, { name: `${p}/Bit` });
-    const placeValues = g.initializer(`${name}.place`, Uint8Array.from({ length: q.bits }, (_, b) => b), [q.bits, 1, 1], DataType.UINT8);
+    const bits = g.op(
+      "BitwiseAnd",
+      [
+        g.op("BitShift", [`${name}.planes`, shifts], { direction: "RIGHT" }, { name: `${p}/Shift` }),
+        g.initializer(`${name}.one`, Uint8Array.of(1), [1], DataType.UINT8),
+      ],
+      {},
+      { name: `${p}/Bit` },
+    );
+    const placeValues = g.initializer(
+      `${name}.place`,
+      Uint8Array.from({ length: q.bits }, (_, b) => b),
+      [q.bits, 1, 1],
+      DataType.UINT8,
+    );
     const placed = g.op("BitShift", [bits, placeValues], { direction: "LEFT" }, { name: `${p}/Place` }); // [bits, bytes, 8], bit b at place b
     // OR the planes together in uint8 (no widening: a byte per code at every step)
     let combined = g.op("Slice", [placed, g.constant([0]), g.constant([1]), g.constant([0])], {}, { name: `${p}/Plane0` });
@@ -184,7 +262,12 @@ export function emitDequantized(g: GraphBuilder, x: string, out: string, name: s
       const plane = g.op("Slice", [placed, g.constant([b]), g.constant([b + 1]), g.constant([0])], {}, { name: `${p}/Plane${b}` });
       combined = g.op("BitwiseOr", [combined, plane], {}, { name: `${p}/Or${b}` });
     }
-    codes = g.op("Slice", [g.op("Reshape", [combined, g.constant([-1])], {}, { name: `${p}/Flatten` }), g.constant([0]), g.constant([count])], {}, { name: `${p}/Trim` });
+    codes = g.op(
+      "Slice",
+      [g.op("Reshape", [combined, g.constant([-1])], {}, { name: `${p}/Flatten` }), g.constant([0]), g.constant([count])],
+      {},
+      { name: `${p}/Trim` },
+    );
     storedBytes = planes.length;
   }
 
@@ -198,7 +281,19 @@ export function emitDequantized(g: GraphBuilder, x: string, out: string, name: s
     return { data: t, dims: [rowGroups, 1, n] };
   };
   const grouped = rowGroups
-    ? g.op("Cast", [g.op("Transpose", [g.op("Reshape", [codes, g.constant([n, rowGroups, q.groupSize])], {}, { name: `${p}/Rows` })], { perm: [1, 2, 0] }, { name: `${p}/TransposeCodes` })], { to: DataType.FLOAT }, { name: `${p}/Float` })
+    ? g.op(
+        "Cast",
+        [
+          g.op(
+            "Transpose",
+            [g.op("Reshape", [codes, g.constant([n, rowGroups, q.groupSize])], {}, { name: `${p}/Rows` })],
+            { perm: [1, 2, 0] },
+            { name: `${p}/TransposeCodes` },
+          ),
+        ],
+        { to: DataType.FLOAT },
+        { name: `${p}/Float` },
+      )
     : g.op("Cast", [g.op("Reshape", [codes, g.constant([groups, q.groupSize])], {}, { name: `${p}/Group` })], { to: DataType.FLOAT }, { name: `${p}/Float` });
   const scales = lay(q.scales);
   g.initializer(`${name}.scales`, scales.data, scales.dims);
@@ -215,7 +310,15 @@ export function emitDequantized(g: GraphBuilder, x: string, out: string, name: s
       values = g.op("Mul", [g.op("Sub", [grouped, g.scalar(offset)], {}, { name: `${p}/Offset` }), `${name}.scales`], {}, { name: `${p}/Scale` });
       break;
     case "absmax127":
-      values = g.op("Mul", [g.op("Mul", [g.op("Sub", [grouped, g.scalar(offset)], {}, { name: `${p}/Offset` }), `${name}.scales`], {}, { name: `${p}/Scale` }), g.scalar(7.874015718698502e-3)], {}, { name: `${p}/Per127` });
+      values = g.op(
+        "Mul",
+        [
+          g.op("Mul", [g.op("Sub", [grouped, g.scalar(offset)], {}, { name: `${p}/Offset` }), `${name}.scales`], {}, { name: `${p}/Scale` }),
+          g.scalar(7.874015718698502e-3),
+        ],
+        {},
+        { name: `${p}/Per127` },
+      );
       break;
     case "affine":
       values = g.op("Mul", [g.op("Sub", [grouped, zerosInit()], {}, { name: `${p}/Zero` }), `${name}.scales`], {}, { name: `${p}/Scale` });
@@ -241,10 +344,16 @@ export function emitDequantized(g: GraphBuilder, x: string, out: string, name: s
   }
   // fp16 compute (bitsandbytes' compute_dtype=float16): the dequantized weight, the activation and
   // the output are rounded to fp16; the product accumulates in fp32, as fp16 GEMMs do.
-  const half = (v: string, label: string) => g.op("Cast", [g.op("Cast", [v], { to: DataType.FLOAT16 }, { name: `${p}/${label}ToHalf` })], { to: DataType.FLOAT }, { name: `${p}/${label}FromHalf` });
+  const half = (v: string, label: string) =>
+    g.op("Cast", [g.op("Cast", [v], { to: DataType.FLOAT16 }, { name: `${p}/${label}ToHalf` })], { to: DataType.FLOAT }, { name: `${p}/${label}FromHalf` });
   weight = half(weight, "Weight");
   const product = g.op("MatMul", [half(x, "Input"), weight], {}, { name: `${p}/MatMul` });
-  g.op("Cast", [g.op("Cast", [product], { to: DataType.FLOAT16 }, { name: `${p}/OutputToHalf` })], { to: DataType.FLOAT }, { name: `${p}/OutputFromHalf`, output: out });
+  g.op(
+    "Cast",
+    [g.op("Cast", [product], { to: DataType.FLOAT16 }, { name: `${p}/OutputToHalf` })],
+    { to: DataType.FLOAT },
+    { name: `${p}/OutputFromHalf`, output: out },
+  );
   return storedBytes + paramBytes;
 }
 
@@ -264,8 +373,18 @@ export function emitTorchDynamic(g: GraphBuilder, x: string, out: string, name: 
   const toDouble = (v: string, label: string) => g.op("Cast", [v], { to: D }, { name: `${name}/quant/${label}` });
   const dconst = (v: number, label: string) => g.op("Cast", [g.scalar(v)], { to: D }, { name: `${name}/quant/${label}` });
   const zero = dconst(0, "Zero");
-  const min = g.op("Min", [toDouble(g.op("ReduceMin", [x], { keepdims: 0 }, { name: `${name}/quant/Act/Min` }), "Act/MinD"), zero], {}, { name: `${name}/quant/Act/Min0` });
-  const max = g.op("Max", [toDouble(g.op("ReduceMax", [x], { keepdims: 0 }, { name: `${name}/quant/Act/Max` }), "Act/MaxD"), zero], {}, { name: `${name}/quant/Act/Max0` });
+  const min = g.op(
+    "Min",
+    [toDouble(g.op("ReduceMin", [x], { keepdims: 0 }, { name: `${name}/quant/Act/Min` }), "Act/MinD"), zero],
+    {},
+    { name: `${name}/quant/Act/Min0` },
+  );
+  const max = g.op(
+    "Max",
+    [toDouble(g.op("ReduceMax", [x], { keepdims: 0 }, { name: `${name}/quant/Act/Max` }), "Act/MaxD"), zero],
+    {},
+    { name: `${name}/quant/Act/Max0` },
+  );
   let scaleD = g.op("Div", [g.op("Sub", [max, min], {}, { name: `${name}/quant/Act/Range` }), dconst(127, "QRange")], {}, { name: `${name}/quant/Act/ScaleD` });
   const scaleF = g.op("Cast", [scaleD], { to: DataType.FLOAT }, { name: `${name}/quant/Act/ScaleF0` });
   const degenerate = g.op("Equal", [scaleF, g.scalar(0)], {}, { name: `${name}/quant/Act/ZeroScale` });
@@ -275,9 +394,31 @@ export function emitTorchDynamic(g: GraphBuilder, x: string, out: string, name: 
   const fromMin = g.op("Neg", [minScaled], {}, { name: `${name}/quant/Act/FromMin` }); // qmin - min/scale, qmin = 0
   const fromMax = g.op("Sub", [dconst(127, "QMax"), maxScaled], {}, { name: `${name}/quant/Act/FromMax` });
   const errMin = g.op("Neg", [g.op("Abs", [minScaled], {}, { name: `${name}/quant/Act/AbsMin` })], {}, { name: `${name}/quant/Act/ErrMin` });
-  const errMax = g.op("Sub", [dconst(127, "QMax2"), g.op("Abs", [maxScaled], {}, { name: `${name}/quant/Act/AbsMax` })], {}, { name: `${name}/quant/Act/ErrMax` });
-  const initial = g.op("Where", [g.op("Less", [errMin, errMax], {}, { name: `${name}/quant/Act/Pick` }), fromMin, fromMax], {}, { name: `${name}/quant/Act/Initial` });
-  const zp = g.op("Cast", [g.op("Clip", [g.op("Round", [initial], {}, { name: `${name}/quant/Act/Round` }), dconst(0, "Lo"), dconst(127, "Hi")], {}, { name: `${name}/quant/Act/Clip` })], { to: DataType.UINT8 }, { name: `${name}/quant/Act/ZeroPoint` });
+  const errMax = g.op(
+    "Sub",
+    [dconst(127, "QMax2"), g.op("Abs", [maxScaled], {}, { name: `${name}/quant/Act/AbsMax` })],
+    {},
+    { name: `${name}/quant/Act/ErrMax` },
+  );
+  const initial = g.op(
+    "Where",
+    [g.op("Less", [errMin, errMax], {}, { name: `${name}/quant/Act/Pick` }), fromMin, fromMax],
+    {},
+    { name: `${name}/quant/Act/Initial` },
+  );
+  const zp = g.op(
+    "Cast",
+    [
+      g.op(
+        "Clip",
+        [g.op("Round", [initial], {}, { name: `${name}/quant/Act/Round` }), dconst(0, "Lo"), dconst(127, "Hi")],
+        {},
+        { name: `${name}/quant/Act/Clip` },
+      ),
+    ],
+    { to: DataType.UINT8 },
+    { name: `${name}/quant/Act/ZeroPoint` },
+  );
   const scale = g.op("Cast", [scaleD], { to: DataType.FLOAT }, { name: `${name}/quant/Act/Scale` });
   const xq = g.op("QuantizeLinear", [x, scale, zp], {}, { name: `${name}/quant/Act/Quantize` });
   const acc = g.op("MatMulInteger", [xq, `${name}.qweight`, zp], {}, { name: `${name}/quant/MatMulInteger` });
@@ -300,20 +441,63 @@ export function emitLlmInt8(g: GraphBuilder, x: string, out: string, name: strin
   for (let r = 0; r < n; r++) for (let c = 0; c < k; c++) wT[c * n + r] = q.codes[r * k + c]!;
   g.initializer(`${name}.qweight`, wT, [k, n], DataType.INT8);
   g.initializer(`${name}.absmax`, q.scales, [1, n]);
-  const half = (v: string, label: string) => g.op("Cast", [g.op("Cast", [v], { to: DataType.FLOAT16 }, { name: `${p}/${label}ToHalf` })], { to: DataType.FLOAT }, { name: `${p}/${label}FromHalf` });
+  const half = (v: string, label: string) =>
+    g.op("Cast", [g.op("Cast", [v], { to: DataType.FLOAT16 }, { name: `${p}/${label}ToHalf` })], { to: DataType.FLOAT }, { name: `${p}/${label}FromHalf` });
   const x2 = half(g.op("Reshape", [x, g.constant([-1, k])], {}, { name: `${p}/Flatten` }), "Input");
   const outlier = g.op("GreaterOrEqual", [g.op("Abs", [x2], {}, { name: `${p}/Abs` }), g.scalar(threshold)], {}, { name: `${p}/Outliers` });
-  const outlierColumns = g.op("ReduceMax", [g.op("Cast", [outlier], { to: DataType.FLOAT }, { name: `${p}/OutlierFloat` }), g.constant([0])], { keepdims: 1 }, { name: `${p}/OutlierColumns` }); // [1, K]
+  const outlierColumns = g.op(
+    "ReduceMax",
+    [g.op("Cast", [outlier], { to: DataType.FLOAT }, { name: `${p}/OutlierFloat` }), g.constant([0])],
+    { keepdims: 1 },
+    { name: `${p}/OutlierColumns` },
+  ); // [1, K]
   const zeroed = g.op("Where", [outlier, g.scalar(0), x2], {}, { name: `${p}/ZeroOutliers` });
   const rowAbsmax = g.op("ReduceMax", [g.op("Abs", [zeroed], {}, { name: `${p}/AbsZeroed` }), g.constant([1])], { keepdims: 1 }, { name: `${p}/RowAbsmax` }); // [rows, 1]
   const factor = g.op("Div", [g.scalar(127), g.op("Max", [rowAbsmax, g.scalar(1e-30)], {}, { name: `${p}/SafeAbsmax` })], {}, { name: `${p}/Factor` });
   const keep = g.op("Sub", [g.scalar(1), outlierColumns], {}, { name: `${p}/KeepColumns` });
-  const codes = g.op("Mul", [g.op("Round", [g.op("Mul", [zeroed, factor], {}, { name: `${p}/Scale` })], {}, { name: `${p}/Round` }), keep], {}, { name: `${p}/DropOutlierColumns` });
-  const acc = g.op("MatMulInteger", [g.op("Cast", [codes], { to: DataType.INT8 }, { name: `${p}/ToInt8` }), `${name}.qweight`], {}, { name: `${p}/MatMulInteger` });
+  const codes = g.op(
+    "Mul",
+    [g.op("Round", [g.op("Mul", [zeroed, factor], {}, { name: `${p}/Scale` })], {}, { name: `${p}/Round` }), keep],
+    {},
+    { name: `${p}/DropOutlierColumns` },
+  );
+  const acc = g.op(
+    "MatMulInteger",
+    [g.op("Cast", [codes], { to: DataType.INT8 }, { name: `${p}/ToInt8` }), `${name}.qweight`],
+    {},
+    { name: `${p}/MatMulInteger` },
+  );
   const stats = g.op("Mul", [rowAbsmax, `${name}.absmax`], {}, { name: `${p}/Stats` });
-  const int8Part = half(g.op("Mul", [g.op("Mul", [g.op("Cast", [acc], { to: DataType.FLOAT }, { name: `${p}/AccFloat` }), stats], {}, { name: `${p}/Rescale` }), g.scalar(6.200124e-5)], {}, { name: `${p}/Per127Squared` }), "Int8Part");
-  const weight = half(g.op("Mul", [g.op("Mul", [g.op("Cast", [`${name}.qweight`], { to: DataType.FLOAT }, { name: `${p}/WeightFloat` }), `${name}.absmax`], {}, { name: `${p}/WeightScale` }), g.scalar(7.874015718698502e-3)], {}, { name: `${p}/WeightPer127` }), "Weight");
-  const outlierPart = half(g.op("MatMul", [g.op("Mul", [x2, outlierColumns], {}, { name: `${p}/OutlierInput` }), weight], {}, { name: `${p}/OutlierMatMul` }), "OutlierPart");
+  const int8Part = half(
+    g.op(
+      "Mul",
+      [g.op("Mul", [g.op("Cast", [acc], { to: DataType.FLOAT }, { name: `${p}/AccFloat` }), stats], {}, { name: `${p}/Rescale` }), g.scalar(6.200124e-5)],
+      {},
+      { name: `${p}/Per127Squared` },
+    ),
+    "Int8Part",
+  );
+  const weight = half(
+    g.op(
+      "Mul",
+      [
+        g.op(
+          "Mul",
+          [g.op("Cast", [`${name}.qweight`], { to: DataType.FLOAT }, { name: `${p}/WeightFloat` }), `${name}.absmax`],
+          {},
+          { name: `${p}/WeightScale` },
+        ),
+        g.scalar(7.874015718698502e-3),
+      ],
+      {},
+      { name: `${p}/WeightPer127` },
+    ),
+    "Weight",
+  );
+  const outlierPart = half(
+    g.op("MatMul", [g.op("Mul", [x2, outlierColumns], {}, { name: `${p}/OutlierInput` }), weight], {}, { name: `${p}/OutlierMatMul` }),
+    "OutlierPart",
+  );
   const sum = half(g.op("Add", [int8Part, outlierPart], {}, { name: `${p}/Sum` }), "Sum");
   const outShape = g.op("Concat", [g.op("Shape", [x], { end: -1 }, { name: `${p}/LeadingShape` }), g.constant([n])], { axis: 0 }, { name: `${p}/OutShape` });
   g.op("Reshape", [sum, outShape], {}, { name: `${p}/Unflatten`, output: out });

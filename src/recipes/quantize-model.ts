@@ -16,12 +16,26 @@ import { exists, readJson, withAtomicDir, writeJsonAtomic } from "../util/fs.js"
 import type { ActivationQuant } from "../quant/activations.js";
 import { findRecipe, type Execution, type Recipe, type RecipeOptions } from "./catalog.js";
 import { emitDequantized, emitLlmInt8, emitMatMulBnb4, emitMatMulNBits, emitTorchDynamic, fitsMatMulNBits } from "./emit.js";
-import { calibrationInput, emitQuantoStatic, emitTorchStatic, observeTensor, OBSERVE_INPUT, OBSERVE_OUTPUT, quantizeOnFirstCall, requantizeOutput } from "./static.js";
+import {
+  calibrationInput,
+  emitQuantoStatic,
+  emitTorchStatic,
+  observeTensor,
+  OBSERVE_INPUT,
+  OBSERVE_OUTPUT,
+  quantizeOnFirstCall,
+  requantizeOutput,
+} from "./static.js";
 
 export const PROJ_OUT = "proj_out";
 
 function globToRegExp(glob: string): RegExp {
-  return new RegExp(`^${glob.split("*").map((s) => s.replace(/[.+?^${}()|[\]\\]/g, "\\$&")).join(".*")}$`);
+  return new RegExp(
+    `^${glob
+      .split("*")
+      .map((s) => s.replace(/[.+?^${}()|[\]\\]/g, "\\$&"))
+      .join(".*")}$`,
+  );
 }
 
 /** Whether a linear layer (Hugging Face name without ".weight") is quantized under these options. */
@@ -43,11 +57,22 @@ function checkOptions(recipe: Recipe, options: RecipeOptions): void {
     throw new KitError(`--group-size must be a positive integer, got ${options.groupSize}`, { field: "--group-size", fix: "e.g. --group-size 64" });
   }
   if (options.accuracyLevel !== undefined) {
-    if (options.accuracyLevel !== 0 && options.accuracyLevel !== 4) throw new KitError(`--accuracy-level must be 0 or 4, got ${options.accuracyLevel}`, { field: "--accuracy-level", fix: "0: the library's fp32 numerics; 4: int8 activations (faster)" });
-    if (recipe.execution(options) !== "MatMulNBits" || recipe.scheme === "static") throw new KitError(`${recipe.id} does not run on MatMulNBits: --accuracy-level does not apply`, { field: "--accuracy-level", fix: "use it with quanto/w8, quanto/w4, quanto/w2 or hqq/4, hqq/2" });
+    if (options.accuracyLevel !== 0 && options.accuracyLevel !== 4)
+      throw new KitError(`--accuracy-level must be 0 or 4, got ${options.accuracyLevel}`, {
+        field: "--accuracy-level",
+        fix: "0: the library's fp32 numerics; 4: int8 activations (faster)",
+      });
+    if (recipe.execution(options) !== "MatMulNBits" || recipe.scheme === "static")
+      throw new KitError(`${recipe.id} does not run on MatMulNBits: --accuracy-level does not apply`, {
+        field: "--accuracy-level",
+        fix: "use it with quanto/w8, quanto/w4, quanto/w2 or hqq/4, hqq/2",
+      });
   }
   if (options.groupSize !== undefined && recipe.library !== "hqq") {
-    throw new KitError(`${recipe.id} takes no --group-size: ${recipe.library} fixes its own grouping (${recipe.granularity})`, { field: "--group-size", fix: "drop --group-size, or use an hqq recipe" });
+    throw new KitError(`${recipe.id} takes no --group-size: ${recipe.library} fixes its own grouping (${recipe.granularity})`, {
+      field: "--group-size",
+      fix: "drop --group-size, or use an hqq recipe",
+    });
   }
 }
 
@@ -61,9 +86,7 @@ function describe(recipe: Recipe, q: QuantizedWeight, execution: Execution, opti
  * Static recipes need activation scales: either build the calibration form of the graphs (scales
  * as inputs, updated per call), or the final graphs with the calibrated scales baked in.
  */
-export type StaticCalibration =
-  | { mode: "calibrate" }
-  | { mode: "calibrated"; source: string; activations: Record<string, ActivationQuant>; seconds: number };
+export type StaticCalibration = { mode: "calibrate" } | { mode: "calibrated"; source: string; activations: Record<string, ActivationQuant>; seconds: number };
 
 /** Where a static recipe's scales come from: a description (part of the cache key) and the pass itself. */
 export interface CalibrationRun {
@@ -78,22 +101,41 @@ export interface QuantizeReport {
 }
 
 /** Quantize the fp32 graphs in `fp32Dir` with a recipe into `outDir` (written atomically). */
-export async function quantizeModel(fp32Dir: string, recipeId: string, options: RecipeOptions, outDir: string, calibration?: StaticCalibration): Promise<QuantizeReport> {
+export async function quantizeModel(
+  fp32Dir: string,
+  recipeId: string,
+  options: RecipeOptions,
+  outDir: string,
+  calibration?: StaticCalibration,
+): Promise<QuantizeReport> {
   const started = performance.now();
   const manifestFile = join(fp32Dir, MANIFEST_FILE);
-  if (!(await exists(manifestFile))) throw new KitError(`${fp32Dir} has no ${MANIFEST_FILE}`, { file: manifestFile, fix: "build the fp32 graphs first (ptq build)" });
+  if (!(await exists(manifestFile)))
+    throw new KitError(`${fp32Dir} has no ${MANIFEST_FILE}`, { file: manifestFile, fix: "build the fp32 graphs first (ptq build)" });
   const base = await readJson<ModelManifest>(manifestFile);
   if (base.recipe !== "fp32") {
-    throw new KitError(`${fp32Dir} is already quantized (recipe ${base.recipe})`, { file: manifestFile, field: "recipe", fix: "quantize the fp32 model, not a quantized one" });
+    throw new KitError(`${fp32Dir} is already quantized (recipe ${base.recipe})`, {
+      file: manifestFile,
+      field: "recipe",
+      fix: "quantize the fp32 model, not a quantized one",
+    });
   }
   const recipe = findRecipe(recipeId);
-  if (recipe.id === "fp32") throw new KitError("fp32 is the baseline: there is nothing to quantize", { field: "--recipe", fix: "use the fp32 folder as it is" });
-  if (!recipe.quantize) throw new KitError(`recipe ${recipe.id} is listed but cannot run yet: ${recipe.missing}`, { field: "--recipe", fix: "choose another recipe (ptq recipes)" });
+  if (recipe.id === "fp32")
+    throw new KitError("fp32 is the baseline: there is nothing to quantize", { field: "--recipe", fix: "use the fp32 folder as it is" });
+  if (!recipe.quantize)
+    throw new KitError(`recipe ${recipe.id} is listed but cannot run yet: ${recipe.missing}`, {
+      field: "--recipe",
+      fix: "choose another recipe (ptq recipes)",
+    });
   checkOptions(recipe, options);
   const activations = recipe.activations;
   const torchObserved = recipe.observer === "histogram";
   if (recipe.scheme === "static" && !calibration) {
-    throw new KitError(`${recipe.id} is a static recipe: its activation scales come from calibration data, and none was given`, { field: "calibration", fix: "give the calibration split (ptq quantize --split NAME --librispeech-dir DIR, or evaluate with ptq eval, which calibrates on the split's first 10 %)" });
+    throw new KitError(`${recipe.id} is a static recipe: its activation scales come from calibration data, and none was given`, {
+      field: "calibration",
+      fix: "give the calibration split (ptq quantize --split NAME --librispeech-dir DIR, or evaluate with ptq eval, which calibrates on the split's first 10 %)",
+    });
   }
   const quantizeWeight = recipe.quantize;
   const execution = recipe.execution(options);
@@ -106,29 +148,58 @@ export async function quantizeModel(fp32Dir: string, recipeId: string, options: 
       try {
         q = quantizeWeight({ data: weight, rows: n, cols: k }, options);
       } catch (err) {
-        throw new KitError(`${recipe.id} cannot quantize ${layer} [${n}, ${k}]: ${(err as Error).message}`, { field: "--group-size", fix: "the library refuses this too: choose a group size that divides the layer's weights" });
+        throw new KitError(`${recipe.id} cannot quantize ${layer} [${n}, ${k}]: ${(err as Error).message}`, {
+          field: "--group-size",
+          fix: "the library refuses this too: choose a group size that divides the layer's weights",
+        });
       }
       let bytes: number;
       let path: Execution;
       if (torchObserved && calibration?.mode === "calibrated") {
         const p = calibration.activations[layer];
-        if (!p || !(p.inputScale > 0) || p.inputZeroPoint === undefined) throw new KitError(`no calibrated input qparams for ${layer}`, { field: `activations.${layer}`, fix: "calibrate again with the same recipe and options" });
+        if (!p || !(p.inputScale > 0) || p.inputZeroPoint === undefined)
+          throw new KitError(`no calibrated input qparams for ${layer}`, {
+            field: `activations.${layer}`,
+            fix: "calibrate again with the same recipe and options",
+          });
         ({ bytes, execution: path } = emitTorchStatic(g, x, out, layer, q, n, k, p.inputScale, p.inputZeroPoint));
       } else if (activations && calibration?.mode === "calibrated") {
         const params = calibration.activations[layer];
-        if (!params || !(params.inputScale > 0)) throw new KitError(`no calibrated input scale for ${layer}`, { field: `activations.${layer}`, fix: "calibrate again with the same recipe and options" });
+        if (!params || !(params.inputScale > 0))
+          throw new KitError(`no calibrated input scale for ${layer}`, {
+            field: `activations.${layer}`,
+            fix: "calibrate again with the same recipe and options",
+          });
         ({ bytes, execution: path } = emitQuantoStatic(g, x, out, layer, q, n, k, activations, params.inputScale));
       } else {
         if (activations) x = calibrationInput(g, x, layer, activations); // calibration form: weight-only numerics behind a fake-quantized input
         const weightPath: Execution = activations ? "dequantized at load" : execution; // calibration runs float GEMMs: fast, same values up to summation order
         path = weightPath === "MatMulNBits" && !fitsMatMulNBits(q, k) ? "dequantized at load" : weightPath;
         if (path === "MatMulNBits") bytes = emitMatMulNBits(g, x, out, layer, q, n, k, options.accuracyLevel ?? 0);
-        else if (path === "MatMulBnb4") bytes = emitMatMulBnb4(g, x, out, layer, q, packBnb4(q.codes), recipe.id.includes("fp4") ? "fp4" : "nf4", n, k, recipe.doubleQuant ? doubleQuantizeAbsmax(q.scales) : undefined);
+        else if (path === "MatMulBnb4")
+          bytes = emitMatMulBnb4(
+            g,
+            x,
+            out,
+            layer,
+            q,
+            packBnb4(q.codes),
+            recipe.id.includes("fp4") ? "fp4" : "nf4",
+            n,
+            k,
+            recipe.doubleQuant ? doubleQuantizeAbsmax(q.scales) : undefined,
+          );
         else if (path === "MatMulInteger") bytes = recipe.llmInt8 ? emitLlmInt8(g, x, out, layer, q, n, k) : emitTorchDynamic(g, x, out, layer, q, n, k);
         else bytes = emitDequantized(g, x, out, layer, q, n, k, recipe.fp16Compute ?? false);
       }
       const name = `${layer}.weight`;
-      const record: ParameterRecord = records.get(name) ?? { name, shape: [n, k], graph: g.name.includes("encoder") ? "encoder" : "decoder", format: "fp32", bytes: 0 };
+      const record: ParameterRecord = records.get(name) ?? {
+        name,
+        shape: [n, k],
+        graph: g.name.includes("encoder") ? "encoder" : "decoder",
+        format: "fp32",
+        bytes: 0,
+      };
       records.set(name, { ...record, format: describe(recipe, q, path, options), bytes, execution: path });
     };
 
@@ -165,7 +236,11 @@ export async function quantizeModel(fp32Dir: string, recipeId: string, options: 
         layerOutputs.push(layerOutput);
         if (torchObserved && calibration?.mode === "calibrated") {
           const p = calibration.activations[layer]!;
-          if (p.outputScale === undefined || p.outputZeroPoint === undefined) throw new KitError(`no calibrated output qparams for ${layer}`, { field: `activations.${layer}`, fix: "calibrate again with the same recipe and options" });
+          if (p.outputScale === undefined || p.outputZeroPoint === undefined)
+            throw new KitError(`no calibrated output qparams for ${layer}`, {
+              field: `activations.${layer}`,
+              fix: "calibrate again with the same recipe and options",
+            });
           requantizeOutput(g, layerOutput, layer, p.outputScale, p.outputZeroPoint);
         }
       }
@@ -189,7 +264,9 @@ export async function quantizeModel(fp32Dir: string, recipeId: string, options: 
       quantizeSeconds: (performance.now() - started) / 1000 + (calibration?.mode === "calibrated" ? calibration.seconds : 0),
       floatTensors: parameters.filter((p) => p.format === "fp32").map((p) => p.name),
       dequantizedAtLoad: parameters.some((p) => p.execution === "dequantized at load"),
-      ...(calibration?.mode === "calibrated" ? { calibration: { source: calibration.source, seconds: calibration.seconds, activations: calibration.activations } } : {}),
+      ...(calibration?.mode === "calibrated"
+        ? { calibration: { source: calibration.source, seconds: calibration.seconds, activations: calibration.activations } }
+        : {}),
       ...(calibration?.mode === "calibrate" ? { calibration: "graphs for calibration" as const } : {}),
     };
     await writeJsonAtomic(join(tmp, MANIFEST_FILE), manifest);
@@ -198,7 +275,13 @@ export async function quantizeModel(fp32Dir: string, recipeId: string, options: 
 }
 
 /** A static recipe end to end: calibration graphs, the calibration pass, the final graphs with the scales baked in. */
-export async function quantizeWithCalibration(fp32Dir: string, recipeId: string, options: RecipeOptions, outDir: string, calibration: CalibrationRun): Promise<QuantizeReport> {
+export async function quantizeWithCalibration(
+  fp32Dir: string,
+  recipeId: string,
+  options: RecipeOptions,
+  outDir: string,
+  calibration: CalibrationRun,
+): Promise<QuantizeReport> {
   const started = performance.now();
   const graphsDir = `${outDir}.calibration`;
   await rm(graphsDir, { recursive: true, force: true });
@@ -224,7 +307,12 @@ export const QUANTIZED_GRAPH_VERSION = 3;
  * Static recipes first write their calibration graphs, run `calibration` over them, and bake the
  * resulting scales in; the calibration source is part of the cache key.
  */
-export async function ensureQuantizedModel(modelDir: string, recipeId: string, options: RecipeOptions = {}, calibration?: CalibrationRun): Promise<{ dir: string; manifest: ModelManifest }> {
+export async function ensureQuantizedModel(
+  modelDir: string,
+  recipeId: string,
+  options: RecipeOptions = {},
+  calibration?: CalibrationRun,
+): Promise<{ dir: string; manifest: ModelManifest }> {
   const fp32 = await ensureOnnxModel(modelDir);
   if (recipeId === "fp32") return fp32;
   const recipe = findRecipe(recipeId);

@@ -55,7 +55,17 @@ export interface EmittedLayer {
  * activation codes by the weight pre-scaled with input scale x weight scale (qbytes_mm);
  * 4-bit weights see the dequantized activation (quanto falls back to float for that pair).
  */
-export function emitQuantoStatic(g: GraphBuilder, x: string, out: string, name: string, q: QuantizedWeight, n: number, k: number, type: ActivationType, inputScale: number): EmittedLayer {
+export function emitQuantoStatic(
+  g: GraphBuilder,
+  x: string,
+  out: string,
+  name: string,
+  q: QuantizedWeight,
+  n: number,
+  k: number,
+  type: ActivationType,
+  inputScale: number,
+): EmittedLayer {
   const p = `${name}/quant/Input`;
   const scale = g.initializer(`${name}.input_scale`, Float32Array.of(inputScale), []);
   const codes = activationCodes(g, x, scale, type, p);
@@ -72,8 +82,18 @@ export function emitQuantoStatic(g: GraphBuilder, x: string, out: string, name: 
     g.initializer(`${name}.output_scales`, combined, [n]);
     // MatMulInteger takes uint8 activations: code + 128 with zero point 128 gives the same int32 sums
     const shifted = g.op("Cast", [g.op("Add", [codes, g.scalar(128)], {}, { name: `${p}/Offset` })], { to: DataType.UINT8 }, { name: `${p}/ToUint8` });
-    const acc = g.op("MatMulInteger", [shifted, `${name}.qweight`, g.initializer(`${name}.input_zero`, Uint8Array.of(128), [], DataType.UINT8)], {}, { name: `${name}/quant/MatMulInteger` });
-    g.op("Mul", [g.op("Cast", [acc], { to: DataType.FLOAT }, { name: `${name}/quant/AccFloat` }), `${name}.output_scales`], {}, { name: `${name}/quant/Output`, output: out });
+    const acc = g.op(
+      "MatMulInteger",
+      [shifted, `${name}.qweight`, g.initializer(`${name}.input_zero`, Uint8Array.of(128), [], DataType.UINT8)],
+      {},
+      { name: `${name}/quant/MatMulInteger` },
+    );
+    g.op(
+      "Mul",
+      [g.op("Cast", [acc], { to: DataType.FLOAT }, { name: `${name}/quant/AccFloat` }), `${name}.output_scales`],
+      {},
+      { name: `${name}/quant/Output`, output: out },
+    );
     return { bytes: n * k + 4 * n + 4, execution: "MatMulInteger" };
   }
   const bytes = emitDequantized(g, codes, out, name, { ...q, scales: combined }, n, k);
@@ -93,7 +113,10 @@ export function calibrationInput(g: GraphBuilder, x: string, name: string, type:
   const fresh = g.op("Div", [absmax, g.scalar(activationQmax(type))], {}, { name: `${p}/AbsmaxScale` });
   const blended = g.op(
     "Add",
-    [g.op("Mul", [old, g.scalar(f(CALIBRATION_MOMENTUM))], {}, { name: `${p}/Momentum` }), g.op("Mul", [fresh, g.scalar(f(1 - CALIBRATION_MOMENTUM))], {}, { name: `${p}/Fresh` })],
+    [
+      g.op("Mul", [old, g.scalar(f(CALIBRATION_MOMENTUM))], {}, { name: `${p}/Momentum` }),
+      g.op("Mul", [fresh, g.scalar(f(1 - CALIBRATION_MOMENTUM))], {}, { name: `${p}/Fresh` }),
+    ],
     {},
     { name: `${p}/Blend` },
   );
@@ -111,7 +134,12 @@ export function calibrationInput(g: GraphBuilder, x: string, name: string, type:
 export function quantizeOnFirstCall(g: GraphBuilder, t: string, type: ActivationType): void {
   rewriteTensor(g, t, (raw) => {
     const p = `${t}/first_call`;
-    const scale = g.op("Div", [g.op("ReduceMax", [g.op("Abs", [raw], {}, { name: `${p}/Abs` })], { keepdims: 0 }, { name: `${p}/Absmax` }), g.scalar(activationQmax(type))], {}, { name: `${p}/Scale` });
+    const scale = g.op(
+      "Div",
+      [g.op("ReduceMax", [g.op("Abs", [raw], {}, { name: `${p}/Abs` })], { keepdims: 0 }, { name: `${p}/Absmax` }), g.scalar(activationQmax(type))],
+      {},
+      { name: `${p}/Scale` },
+    );
     g.op("Where", [ensureFirstCallInput(g), fakeQuantize(g, raw, scale, type, `${p}/Quantize`), raw], {}, { name: `${p}/Select`, output: t });
   });
 }
@@ -147,17 +175,36 @@ export function observeTensor(g: GraphBuilder, t: string, name: string): void {
  * rescaled by input scale x per-channel weight scale. The bias and the output's requantization
  * follow (requantizeOutput), as nnq.Linear does before the DeQuantStub.
  */
-export function emitTorchStatic(g: GraphBuilder, x: string, out: string, name: string, q: QuantizedWeight, n: number, k: number, inputScale: number, inputZeroPoint: number): EmittedLayer {
+export function emitTorchStatic(
+  g: GraphBuilder,
+  x: string,
+  out: string,
+  name: string,
+  q: QuantizedWeight,
+  n: number,
+  k: number,
+  inputScale: number,
+  inputZeroPoint: number,
+): EmittedLayer {
   const wT = new Int8Array(n * k); // [K, N]
   for (let r = 0; r < n; r++) for (let c = 0; c < k; c++) wT[c * n + r] = q.codes[r * k + c]!;
   g.initializer(`${name}.qweight`, wT, [k, n], DataType.INT8);
   g.initializer(`${name}.input_scale`, Float32Array.of(inputScale), []);
   g.initializer(`${name}.input_zero_point`, Uint8Array.of(inputZeroPoint), [], DataType.UINT8);
   const perChannel = q.scales.length > 1 ? q.scales : Float32Array.from({ length: n }, () => q.scales[0]!);
-  g.initializer(`${name}.output_scales`, Float32Array.from(perChannel, (s) => f(inputScale * s)), [n]);
+  g.initializer(
+    `${name}.output_scales`,
+    Float32Array.from(perChannel, (s) => f(inputScale * s)),
+    [n],
+  );
   const xq = g.op("QuantizeLinear", [x, `${name}.input_scale`, `${name}.input_zero_point`], {}, { name: `${name}/quant/Input/Quantize` });
   const acc = g.op("MatMulInteger", [xq, `${name}.qweight`, `${name}.input_zero_point`], {}, { name: `${name}/quant/MatMulInteger` });
-  g.op("Mul", [g.op("Cast", [acc], { to: DataType.FLOAT }, { name: `${name}/quant/AccFloat` }), `${name}.output_scales`], {}, { name: `${name}/quant/Output`, output: out });
+  g.op(
+    "Mul",
+    [g.op("Cast", [acc], { to: DataType.FLOAT }, { name: `${name}/quant/AccFloat` }), `${name}.output_scales`],
+    {},
+    { name: `${name}/quant/Output`, output: out },
+  );
   return { bytes: n * k + 4 * q.scales.length + 2 * (4 + 1), execution: "MatMulInteger" };
 }
 

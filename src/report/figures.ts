@@ -36,9 +36,21 @@ function baseLayout(title: string, smoke: string | null): Record<string, unknown
 }
 
 /** A log WER axis labelled 1, 2, 5, 10, 20, ... in full (Plotly's default shows only leading digits). */
-const LOG_WER_TICKS = { type: "log", tickvals: [0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000], ticktext: ["0.5", "1", "2", "5", "10", "20", "50", "100", "200", "500", "1000", "2000"] };
+const LOG_WER_TICKS = {
+  type: "log",
+  tickvals: [0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000],
+  ticktext: ["0.5", "1", "2", "5", "10", "20", "50", "100", "200", "500", "1000", "2000"],
+};
 
-const axis = (title: string, extra: Record<string, unknown> = {}) => ({ title: { text: title }, showgrid: true, gridcolor: "#e5e5e5", zeroline: false, linecolor: "#444", mirror: true, ...extra });
+const axis = (title: string, extra: Record<string, unknown> = {}) => ({
+  title: { text: title },
+  showgrid: true,
+  gridcolor: "#e5e5e5",
+  zeroline: false,
+  linecolor: "#444",
+  mirror: true,
+  ...extra,
+});
 
 /** Points not dominated in (size, WER): the lower-left frontier, in size order. */
 export function paretoFront<T>(points: T[], x: (p: T) => number, y: (p: T) => number): T[] {
@@ -57,7 +69,11 @@ export function paretoFront<T>(points: T[], x: (p: T) => number, y: (p: T) => nu
 /** Side-by-side panels, one per split: x/y axis names for panel i. */
 function panels(count: number, gap = 0.08): Array<{ x: string; y: string; domain: [number, number] }> {
   const w = (1 - gap * (count - 1)) / count;
-  return Array.from({ length: count }, (_, i) => ({ x: i === 0 ? "x" : `x${i + 1}`, y: i === 0 ? "y" : `y${i + 1}`, domain: [i * (w + gap), i * (w + gap) + w] as [number, number] }));
+  return Array.from({ length: count }, (_, i) => ({
+    x: i === 0 ? "x" : `x${i + 1}`,
+    y: i === 0 ? "y" : `y${i + 1}`,
+    domain: [i * (w + gap), i * (w + gap) + w] as [number, number],
+  }));
 }
 
 function panelAxes(layout: Record<string, unknown>, ps: ReturnType<typeof panels>, xTitles: string[], yTitle: string, titles: string[]): void {
@@ -66,7 +82,16 @@ function panelAxes(layout: Record<string, unknown>, ps: ReturnType<typeof panels
     const suffix = i === 0 ? "" : String(i + 1);
     layout[`xaxis${suffix}`] = axis(xTitles[i] ?? xTitles[0]!, { domain: p.domain, anchor: p.y });
     layout[`yaxis${suffix}`] = axis(i === 0 ? yTitle : "", { anchor: p.x });
-    annotations.push({ text: `<b>${titles[i]}</b>`, xref: "paper", yref: "paper", x: (p.domain[0] + p.domain[1]) / 2, y: 1.0, yanchor: "bottom", showarrow: false, font: { size: 13 } });
+    annotations.push({
+      text: `<b>${titles[i]}</b>`,
+      xref: "paper",
+      yref: "paper",
+      x: (p.domain[0] + p.domain[1]) / 2,
+      y: 1.0,
+      yanchor: "bottom",
+      showarrow: false,
+      font: { size: 13 },
+    });
   });
 }
 
@@ -82,17 +107,49 @@ export function werVsSizeFigure(rows: ResultRow[], smoke: string | null): Figure
     for (const library of [...new Set(here.map((r) => r.library))]) {
       const pts = here.filter((r) => r.library === library);
       data.push({
-        type: "scatter", mode: "markers", name: library === "none" ? "fp32 baseline" : library, legendgroup: library, showlegend: !shown.has(library),
-        x: pts.map((r) => r.parameterMB), y: pts.map((r) => r.wer), text: pts.map((r) => `${r.model} ${r.recipe}`),
+        type: "scatter",
+        mode: "markers",
+        name: library === "none" ? "fp32 baseline" : library,
+        legendgroup: library,
+        showlegend: !shown.has(library),
+        x: pts.map((r) => r.parameterMB),
+        y: pts.map((r) => r.wer),
+        text: pts.map((r) => `${r.model} ${r.recipe}`),
         hovertemplate: "%{text}<br>%{x:.1f} MB, WER %{y:.2f} %<extra></extra>",
-        marker: { color: LIBRARY_COLORS[library] ?? "#555", size: 9, symbol: pts.map((r) => MODEL_SYMBOLS[models.indexOf(r.model) % MODEL_SYMBOLS.length]), line: { width: 1, color: "white" } }, xaxis: ps[i]!.x, yaxis: ps[i]!.y,
+        marker: {
+          color: LIBRARY_COLORS[library] ?? "#555",
+          size: 9,
+          symbol: pts.map((r) => MODEL_SYMBOLS[models.indexOf(r.model) % MODEL_SYMBOLS.length]),
+          line: { width: 1, color: "white" },
+        },
+        xaxis: ps[i]!.x,
+        yaxis: ps[i]!.y,
       });
       shown.add(library);
     }
-    const front = paretoFront(here, (r) => r.parameterMB!, (r) => r.wer);
-    data.push({ type: "scatter", mode: "lines", name: "Pareto front", legendgroup: "pareto", showlegend: i === 0, x: front.map((r) => r.parameterMB), y: front.map((r) => r.wer), line: { color: "#444", dash: "dot", width: 1.5 }, hoverinfo: "skip", xaxis: ps[i]!.x, yaxis: ps[i]!.y });
+    const front = paretoFront(
+      here,
+      (r) => r.parameterMB!,
+      (r) => r.wer,
+    );
+    data.push({
+      type: "scatter",
+      mode: "lines",
+      name: "Pareto front",
+      legendgroup: "pareto",
+      showlegend: i === 0,
+      x: front.map((r) => r.parameterMB),
+      y: front.map((r) => r.wer),
+      line: { color: "#444", dash: "dot", width: 1.5 },
+      hoverinfo: "skip",
+      xaxis: ps[i]!.x,
+      yaxis: ps[i]!.y,
+    });
   });
-  const layout = baseLayout(`F1. WER against model size, coloured by library (${models.map((m, i) => `${MODEL_SYMBOL_NAMES[i % MODEL_SYMBOL_NAMES.length]}: ${m}`).join(", ")})`, smoke);
+  const layout = baseLayout(
+    `F1. WER against model size, coloured by library (${models.map((m, i) => `${MODEL_SYMBOL_NAMES[i % MODEL_SYMBOL_NAMES.length]}: ${m}`).join(", ")})`,
+    smoke,
+  );
   panelAxes(layout, ps, ["parameter size (MB)"], "WER (%)", splits);
   // Loops push WER past 100 %: a log axis keeps the good recipes readable.
   for (let i = 0; i < ps.length; i++) Object.assign(layout[`yaxis${i === 0 ? "" : i + 1}`] as Record<string, unknown>, LOG_WER_TICKS);
@@ -116,15 +173,29 @@ export function werVsBitsFigure(rows: ResultRow[], smoke: string | null): Figure
       const pts = rs.filter((r) => `${r.library} ${r.scheme}` === method && r.split === split).sort((a, b) => weightBits(b.bits)! - weightBits(a.bits)!);
       if (!pts.length) return;
       data.push({
-        type: "scatter", mode: "lines+markers", name: `${method}, ${split}`, x: pts.map((r) => weightBits(r.bits)), y: pts.map((r) => r.wer), text: pts.map((r) => `${r.model} ${r.recipe}`),
+        type: "scatter",
+        mode: "lines+markers",
+        name: `${method}, ${split}`,
+        x: pts.map((r) => weightBits(r.bits)),
+        y: pts.map((r) => r.wer),
+        text: pts.map((r) => `${r.model} ${r.recipe}`),
         hovertemplate: "%{text}<br>%{x} bits, WER %{y:.2f} %<extra></extra>",
-        line: { color: PALETTE[mi % PALETTE.length], dash: si === 0 ? "solid" : si === 1 ? "dash" : "dot" }, marker: { size: 8, symbol: si === 0 ? "circle" : "diamond" },
+        line: { color: PALETTE[mi % PALETTE.length], dash: si === 0 ? "solid" : si === 1 ? "dash" : "dot" },
+        marker: { size: 8, symbol: si === 0 ? "circle" : "diamond" },
       });
     });
   });
   for (const [si, split] of splits.entries()) {
     const base = rs.find((r) => r.recipe === "fp32" && r.split === split);
-    if (base) data.push({ type: "scatter", mode: "lines", name: `fp32 baseline, ${split}`, x: [1, 8], y: [base.wer, base.wer], line: { color: "#222", dash: si === 0 ? "solid" : "dash", width: 1 } });
+    if (base)
+      data.push({
+        type: "scatter",
+        mode: "lines",
+        name: `fp32 baseline, ${split}`,
+        x: [1, 8],
+        y: [base.wer, base.wer],
+        line: { color: "#222", dash: si === 0 ? "solid" : "dash", width: 1 },
+      });
   }
   const layout = baseLayout("F2. WER against weight bit width, per method (solid: first split, dashed: second)", smoke);
   layout.xaxis = axis("weight bit width (bits)", { tickvals: [1, 2, 3, 4, 8], type: "linear", range: [0.5, 8.5] });
@@ -143,8 +214,31 @@ export function speedMemoryFigure(rows: ResultRow[], smoke: string | null): Figu
     const recipes = [...byRecipe.keys()];
     const mean = (xs: ResultRow[], f: (r: ResultRow) => number | null) => xs.reduce((a, r) => a + (f(r) ?? 0), 0) / xs.length;
     const color = PALETTE[mi % PALETTE.length];
-    data.push({ type: "bar", orientation: "h", name: model, legendgroup: model, y: recipes, x: recipes.map((k) => mean(byRecipe.get(k)!, (r) => r.rtfx)), marker: { color }, xaxis: ps[0]!.x, yaxis: ps[0]!.y, hovertemplate: "%{y}: RTFx %{x:.1f}<extra></extra>" });
-    data.push({ type: "bar", orientation: "h", name: model, legendgroup: model, showlegend: false, y: recipes, x: recipes.map((k) => Math.max(...byRecipe.get(k)!.map((r) => r.peakRssMB ?? 0))), marker: { color }, xaxis: ps[1]!.x, yaxis: ps[1]!.y, hovertemplate: "%{y}: %{x:.0f} MB<extra></extra>" });
+    data.push({
+      type: "bar",
+      orientation: "h",
+      name: model,
+      legendgroup: model,
+      y: recipes,
+      x: recipes.map((k) => mean(byRecipe.get(k)!, (r) => r.rtfx)),
+      marker: { color },
+      xaxis: ps[0]!.x,
+      yaxis: ps[0]!.y,
+      hovertemplate: "%{y}: RTFx %{x:.1f}<extra></extra>",
+    });
+    data.push({
+      type: "bar",
+      orientation: "h",
+      name: model,
+      legendgroup: model,
+      showlegend: false,
+      y: recipes,
+      x: recipes.map((k) => Math.max(...byRecipe.get(k)!.map((r) => r.peakRssMB ?? 0))),
+      marker: { color },
+      xaxis: ps[1]!.x,
+      yaxis: ps[1]!.y,
+      hovertemplate: "%{y}: %{x:.0f} MB<extra></extra>",
+    });
   });
   const layout = baseLayout("F3. Speed (RTFx: audio seconds per wall second, higher is faster) and peak memory per recipe", smoke);
   panelAxes(layout, ps, ["RTFx (audio s per wall s)", "peak resident memory (MB)"], "", ["speed", "memory"]);
@@ -153,7 +247,14 @@ export function speedMemoryFigure(rows: ResultRow[], smoke: string | null): Figu
   layout.barmode = "group";
   layout.margin = { l: 160, r: 20, t: 80, b: 60 };
   const recipesShown = new Set(rs.map((r) => r.recipe)).size;
-  return { id: "F3-speed-memory", title: "Speed and memory", data, layout, width: 1100, height: Math.max(420, 120 + recipesShown * 22 * Math.max(1, models.length)) };
+  return {
+    id: "F3-speed-memory",
+    title: "Speed and memory",
+    data,
+    layout,
+    width: 1100,
+    height: Math.max(420, 120 + recipesShown * 22 * Math.max(1, models.length)),
+  };
 }
 
 /** Counts of `values` in `bins` equal bins over [lo, hi] (the ends included), with the bin centers. */
@@ -181,7 +282,15 @@ export function weightErrorFigure(input: ErrorHistogramInput, smoke: string | nu
   const wMax = input.weights.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
   const data: Array<Record<string, unknown>> = [
     { type: "bar", name: "weights", ...bars(input.weights, -wMax, wMax), marker: { color: "#555" }, xaxis: ps[0]!.x, yaxis: ps[0]!.y },
-    ...input.errors.map((e, i) => ({ type: "bar", name: `error, ${e.label}`, ...bars(e.values, -errorRange, errorRange), opacity: 0.6, marker: { color: PALETTE[i % PALETTE.length] }, xaxis: ps[1]!.x, yaxis: ps[1]!.y })),
+    ...input.errors.map((e, i) => ({
+      type: "bar",
+      name: `error, ${e.label}`,
+      ...bars(e.values, -errorRange, errorRange),
+      opacity: 0.6,
+      marker: { color: PALETTE[i % PALETTE.length] },
+      xaxis: ps[1]!.x,
+      yaxis: ps[1]!.y,
+    })),
   ];
   const layout = baseLayout(`F4. Weights of ${input.layer} and their quantization error per scheme`, smoke);
   panelAxes(layout, ps, ["weight value (dimensionless)", "error (dequantized - original)"], "count (elements)", ["weights", "quantization error"]);
@@ -196,8 +305,23 @@ export function werVsSnrFigure(rows: ResultRow[], smoke: string | null): Figure 
   groups.forEach((g, i) => {
     const pts = noisy.filter((r) => `${r.model} ${r.recipe} ${r.noise!.split(":")[0]}` === g).sort((a, b) => a.noiseSnrDb! - b.noiseSnrDb!);
     const cleanRow = rows.find((r) => r.noise === null && `${r.model} ${r.recipe}` === `${pts[0]!.model} ${pts[0]!.recipe}` && r.split === pts[0]!.split);
-    data.push({ type: "scatter", mode: "lines+markers", name: g, x: pts.map((r) => r.noiseSnrDb), y: pts.map((r) => r.wer), line: { color: PALETTE[i % PALETTE.length] } });
-    if (cleanRow) data.push({ type: "scatter", mode: "markers", name: `${pts[0]!.model} ${pts[0]!.recipe}, clean`, x: [Math.max(...pts.map((r) => r.noiseSnrDb!)) + 10], y: [cleanRow.wer], marker: { color: PALETTE[i % PALETTE.length], symbol: "star", size: 11 } });
+    data.push({
+      type: "scatter",
+      mode: "lines+markers",
+      name: g,
+      x: pts.map((r) => r.noiseSnrDb),
+      y: pts.map((r) => r.wer),
+      line: { color: PALETTE[i % PALETTE.length] },
+    });
+    if (cleanRow)
+      data.push({
+        type: "scatter",
+        mode: "markers",
+        name: `${pts[0]!.model} ${pts[0]!.recipe}, clean`,
+        x: [Math.max(...pts.map((r) => r.noiseSnrDb!)) + 10],
+        y: [cleanRow.wer],
+        marker: { color: PALETTE[i % PALETTE.length], symbol: "star", size: 11 },
+      });
   });
   const layout = baseLayout("F5. WER against signal-to-noise ratio per recipe (stars: the same recipe on clean audio)", smoke);
   const snrs = [...new Set(noisy.map((r) => r.noiseSnrDb!))].sort((a, b) => a - b);
@@ -214,7 +338,14 @@ export interface SensitivityPoint {
 
 export function sensitivityFigure(points: SensitivityPoint[], baselineWer: number, recipe: string, smoke: string | null): Figure {
   const data: Array<Record<string, unknown>> = [
-    { type: "bar", name: `WER increase with only this block quantized (${recipe})`, x: points.map((p) => p.block.replace("model.", "")), y: points.map((p) => p.wer - baselineWer), marker: { color: points.map((p) => (p.block.includes("encoder") ? "#1f77b4" : p.block.includes("decoder") ? "#ff7f0e" : "#7f7f7f")) }, hovertemplate: "%{x}: +%{y:.2f} WER points<extra></extra>" },
+    {
+      type: "bar",
+      name: `WER increase with only this block quantized (${recipe})`,
+      x: points.map((p) => p.block.replace("model.", "")),
+      y: points.map((p) => p.wer - baselineWer),
+      marker: { color: points.map((p) => (p.block.includes("encoder") ? "#1f77b4" : p.block.includes("decoder") ? "#ff7f0e" : "#7f7f7f")) },
+      hovertemplate: "%{x}: +%{y:.2f} WER points<extra></extra>",
+    },
   ];
   const layout = baseLayout(`F6. Per-layer sensitivity: WER change when one block alone is quantized with ${recipe} (blue: encoder, orange: decoder)`, smoke);
   layout.xaxis = axis("quantized block", { tickangle: -35, automargin: true });

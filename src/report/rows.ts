@@ -36,7 +36,8 @@ export interface ResultRow {
   calibration: string | null;
 }
 
-const num = (v: unknown): number | null => (typeof v === "number" && Number.isFinite(v) ? v : typeof v === "string" && v !== "" && Number.isFinite(Number(v)) ? Number(v) : null);
+const num = (v: unknown): number | null =>
+  typeof v === "number" && Number.isFinite(v) ? v : typeof v === "string" && v !== "" && Number.isFinite(Number(v)) ? Number(v) : null;
 
 export function shortModelName(name: string): string {
   return name.replace(/\/+$/, "").split("/").pop() ?? name;
@@ -82,5 +83,11 @@ export async function loadResultRows(storeDir: string): Promise<ResultRow[]> {
     });
   }
   const order = new Map(RECIPES.map((r, i) => [r.id, i]));
-  return rows.sort((a, b) => a.model.localeCompare(b.model) || (order.get(a.recipe) ?? 99) - (order.get(b.recipe) ?? 99) || a.split.localeCompare(b.split) || (a.noiseSnrDb ?? 1e9) - (b.noiseSnrDb ?? 1e9));
+  return rows.sort(
+    (a, b) =>
+      a.model.localeCompare(b.model) ||
+      (order.get(a.recipe) ?? 99) - (order.get(b.recipe) ?? 99) ||
+      a.split.localeCompare(b.split) ||
+      (a.noiseSnrDb ?? 1e9) - (b.noiseSnrDb ?? 1e9),
+  );
 }

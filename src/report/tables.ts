@@ -40,7 +40,8 @@ export const PUBLISHED: PublishedValue[] = [
   { model: "whisper-tiny", recipe: "pytorch/dynamic-int8", split: "test-other", metric: "wer", value: 24.64 },
   { model: "whisper-tiny", recipe: "bnb/nf4", split: "test-other", metric: "wer", value: 32.19 },
 ];
-export const PUBLISHED_NOTE = "quoted: the study's values as secondary sources quote them (DESIGN.md), not measured by this kit; the kit's own runs are the other columns";
+export const PUBLISHED_NOTE =
+  "quoted: the study's values as secondary sources quote them (DESIGN.md), not measured by this kit; the kit's own runs are the other columns";
 
 const round = (v: number | null, digits: number): Cell => (v === null ? null : Number(v.toFixed(digits)));
 
@@ -49,8 +50,19 @@ export function configurationTable(): Table {
     id: "T1-configuration-grid",
     title: "T1. The configuration grid: every recipe, its library, scheme, granularity, bits and execution path",
     columns: ["recipe", "library", "scheme", "granularity", "bits", "execution", "quantizes proj_out", "runs here"],
-    rows: RECIPES.map((r) => [r.id, r.library, r.scheme, r.granularity, r.bits, r.execution({}), r.quantizesProjOut ? "yes" : "no", r.quantize || r.id === "fp32" ? "yes" : `no: ${r.missing}`]),
-    notes: ["'dequantized at load': onnxruntime has no kernel for the format; the packed codes are stored and expanded to fp32 when the session loads (file size shrinks, memory does not)."],
+    rows: RECIPES.map((r) => [
+      r.id,
+      r.library,
+      r.scheme,
+      r.granularity,
+      r.bits,
+      r.execution({}),
+      r.quantizesProjOut ? "yes" : "no",
+      r.quantize || r.id === "fp32" ? "yes" : `no: ${r.missing}`,
+    ]),
+    notes: [
+      "'dequantized at load': onnxruntime has no kernel for the format; the packed codes are stored and expanded to fp32 when the session loads (file size shrinks, memory does not).",
+    ],
   };
 }
 
@@ -79,7 +91,17 @@ export function mainResultsTable(rows: ResultRow[]): Table {
     }
     const timed = group.filter((x) => x.rtf !== null);
     const mean = (f: (x: ResultRow) => number | null) => (timed.length ? timed.reduce((a, x) => a + (f(x) ?? 0), 0) / timed.length : null);
-    row.push(round(mean((x) => x.rtf), 4), round(mean((x) => x.rtfx), 1), round(Math.max(0, ...group.map((x) => x.peakRssMB ?? 0)) || null, 0));
+    row.push(
+      round(
+        mean((x) => x.rtf),
+        4,
+      ),
+      round(
+        mean((x) => x.rtfx),
+        1,
+      ),
+      round(Math.max(0, ...group.map((x) => x.peakRssMB ?? 0)) || null, 0),
+    );
     out.push(row);
   }
   return {
@@ -99,12 +121,25 @@ export function mainResultsTable(rows: ResultRow[]): Table {
 export function staticGridTable(rows: ResultRow[]): Table {
   const statics = clean(rows).filter((r) => r.scheme === "static" || r.recipe === "fp32" || ["quanto/w8", "quanto/w4", "quanto/wf8"].includes(r.recipe));
   const weightsOf = (recipe: string) => (recipe === "fp32" ? "fp32" : recipe.startsWith("quanto/") ? recipe.slice(7).replace(/a.*$/, "") : recipe);
-  const activationsOf = (r: ResultRow) => (r.recipe === "fp32" || r.scheme === "weight-only" ? "float32" : r.recipe.endsWith("af8") ? "float8" : r.recipe.endsWith("a8") ? "int8" : "-");
+  const activationsOf = (r: ResultRow) =>
+    r.recipe === "fp32" || r.scheme === "weight-only" ? "float32" : r.recipe.endsWith("af8") ? "float8" : r.recipe.endsWith("a8") ? "int8" : "-";
   return {
     id: "T3-static-grid",
     title: "T3. Optimum-Quanto's weights x activations grid (static activations calibrated on the split's first 10 %)",
     columns: ["model", "split", "weights", "activations", "recipe", "WER %", "CER %", "runaway loops", "utterances", "execution", "calibration"],
-    rows: statics.map((r) => [r.model, r.split, weightsOf(r.recipe), activationsOf(r), r.recipe, round(r.wer, 2), round(r.cer, 2), r.runaways, r.utterances, r.execution, r.calibration]),
+    rows: statics.map((r) => [
+      r.model,
+      r.split,
+      weightsOf(r.recipe),
+      activationsOf(r),
+      r.recipe,
+      round(r.wer, 2),
+      round(r.cer, 2),
+      r.runaways,
+      r.utterances,
+      r.execution,
+      r.calibration,
+    ]),
     notes: ["activations 'float32' rows are the weight-only recipes and the baseline, for reference."],
   };
 }
@@ -136,5 +171,11 @@ export function modelSizeTable(rows: ResultRow[]): Table {
     }
     return row;
   });
-  return { id: "T4-model-size", title: "T4. Model size: each Whisper at fp32, int8, 4-bit and 3-bit", columns, rows: out, notes: ["empty cells: that model/recipe/split was not run in this results store."] };
+  return {
+    id: "T4-model-size",
+    title: "T4. Model size: each Whisper at fp32, int8, 4-bit and 3-bit",
+    columns,
+    rows: out,
+    notes: ["empty cells: that model/recipe/split was not run in this results store."],
+  };
 }

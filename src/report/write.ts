@@ -17,7 +17,10 @@ const require = createRequire(import.meta.url);
 
 export function tableFrame(table: Table): dfd.DataFrame {
   // danfojs infers a dtype per column; empty cells stay empty strings rather than NaN
-  return new dfd.DataFrame(table.rows.map((r) => r.map((c) => (c === null ? "" : c))), { columns: table.columns });
+  return new dfd.DataFrame(
+    table.rows.map((r) => r.map((c) => (c === null ? "" : c))),
+    { columns: table.columns },
+  );
 }
 
 const text = (c: Cell) => (c === null || c === undefined ? "" : String(c));
@@ -34,7 +37,12 @@ export function tableMarkdown(table: Table): string {
 
 export function tableLatex(table: Table): string {
   const frame = tableFrame(table);
-  const esc = (s: string) => s.replace(/\\/g, "\\textbackslash{}").replace(/([&%$#_{}])/g, "\\$1").replace(/~/g, "\\textasciitilde{}").replace(/\^/g, "\\textasciicircum{}");
+  const esc = (s: string) =>
+    s
+      .replace(/\\/g, "\\textbackslash{}")
+      .replace(/([&%$#_{}])/g, "\\$1")
+      .replace(/~/g, "\\textasciitilde{}")
+      .replace(/\^/g, "\\textasciicircum{}");
   const lines = [
     "\\begin{table}[ht]",
     "\\centering",
@@ -95,10 +103,23 @@ export async function openFigureRenderer(executablePath = process.env.CHROMIUM_P
   try {
     browser = await chromium.launch({
       executablePath,
-      args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--disable-dev-shm-usage", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+      args: [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--disable-dev-shm-usage",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+      ],
     });
   } catch (err) {
-    throw new KitError(`cannot start headless Chromium for PNG/SVG export: ${(err as Error).message.split("\n")[0]}`, { file: executablePath, fix: "apt-get install chromium (or set CHROMIUM_PATH); make reproduce installs it" });
+    throw new KitError(`cannot start headless Chromium for PNG/SVG export: ${(err as Error).message.split("\n")[0]}`, {
+      file: executablePath,
+      fix: "apt-get install chromium (or set CHROMIUM_PATH); make reproduce installs it",
+    });
   }
   const page = await browser.newPage();
   await page.setContent("<!doctype html><html><body></body></html>");

@@ -39,7 +39,9 @@ export async function writeFigures(config: StudyConfig, figures: Figure[]): Prom
   const out: WrittenFigure[] = [];
   try {
     for (const f of figures) {
-      const stamped = config.smoke ? { ...f, layout: { ...f.layout, title: { ...(f.layout.title as object), text: `[SMOKE] ${(f.layout.title as { text: string }).text}` } } } : f;
+      const stamped = config.smoke
+        ? { ...f, layout: { ...f.layout, title: { ...(f.layout.title as object), text: `[SMOKE] ${(f.layout.title as { text: string }).text}` } } }
+        : f;
       const files = await writeFigure(stamped, config.figuresDir, renderer, plotlySrc);
       out.push({ id: f.id, files, png: await readFile(files[1]!) });
     }

@@ -3,7 +3,16 @@
  * against bit width, per granularity), and why LLM.int8 splits outlier activation columns. All of
  * it is the quantizers of src/quant applied as the recipes apply them.
  */
-import { dequantize, quantizeBnb4, quantizeHqq, quantizeQuantoAffine, quantizeQuantoSymmetric, quantizeTorchInt8, type QuantizedWeight, type Weight } from "../quant/schemes.js";
+import {
+  dequantize,
+  quantizeBnb4,
+  quantizeHqq,
+  quantizeQuantoAffine,
+  quantizeQuantoSymmetric,
+  quantizeTorchInt8,
+  type QuantizedWeight,
+  type Weight,
+} from "../quant/schemes.js";
 import { quantizeActivation } from "../quant/activations.js";
 import { SafetensorsFile } from "../model/safetensors.js";
 import { join } from "node:path";
@@ -54,7 +63,16 @@ export function schemeErrors(w: Weight): SchemeError[] {
     measure(w, quantizeBnb4(w, "fp4"), "FP4 blocks of 64 (bitsandbytes)", "4-bit codebooks (bitsandbytes)", 4, "group"),
   ];
   for (const bits of [8, 4, 3, 2, 1] as const) {
-    out.push(measure(w, quantizeHqq(w, { bits, groupSize: 64, iterations: 0, roundZero: false }), `int${bits} affine group 64, round-to-nearest`, "affine group 64, round-to-nearest", bits, "group"));
+    out.push(
+      measure(
+        w,
+        quantizeHqq(w, { bits, groupSize: 64, iterations: 0, roundZero: false }),
+        `int${bits} affine group 64, round-to-nearest`,
+        "affine group 64, round-to-nearest",
+        bits,
+        "group",
+      ),
+    );
     out.push(measure(w, quantizeHqq(w, { bits, groupSize: 64 }), `int${bits} affine group 64, HQQ solver`, "affine group 64, HQQ solver", bits, "group"));
   }
   return out;
@@ -89,5 +107,10 @@ export function outlierSplitDemo(x: Float32Array, tokens: number, features: numb
     }
     return Math.sqrt(se / norm);
   };
-  return { columns: features, outlierColumns: isOutlier.filter(Boolean).length, plainRelativeError: error(x, () => true), splitRelativeError: error(x, (c) => !isOutlier[c]) };
+  return {
+    columns: features,
+    outlierColumns: isOutlier.filter(Boolean).length,
+    plainRelativeError: error(x, () => true),
+    splitRelativeError: error(x, (c) => !isOutlier[c]),
+  };
 }

@@ -48,14 +48,18 @@ export interface StudyConfig {
 export const SMOKE_STAMP = "SMOKE RUN: random weights, not a result";
 
 function list(value: string | undefined, fallback: string[]): string[] {
-  const items = (value ?? "").split(",").map((s) => s.trim()).filter(Boolean);
+  const items = (value ?? "")
+    .split(",")
+    .map((s) => s.trim())
+    .filter(Boolean);
   return items.length ? items : fallback;
 }
 
 function positive(name: string, value: string | undefined): number | undefined {
   if (value === undefined || value === "") return undefined;
   const n = Number(value);
-  if (!Number.isInteger(n) || n < 1) throw new KitError(`${name} must be a positive integer, got '${value}'`, { field: name, fix: `e.g. ${name}=20, or leave it unset` });
+  if (!Number.isInteger(n) || n < 1)
+    throw new KitError(`${name} must be a positive integer, got '${value}'`, { field: name, fix: `e.g. ${name}=20, or leave it unset` });
   return n;
 }
 
@@ -71,7 +75,9 @@ function modelArgument(model: string): string {
 
 export function studyConfig(env: NodeJS.ProcessEnv = process.env): StudyConfig {
   const recipes = list(env.RECIPES, RECIPES_AVAILABLE);
-  for (const r of recipes) if (!RECIPES_AVAILABLE.includes(r)) throw new KitError(`RECIPES names '${r}', which cannot run`, { field: "RECIPES", fix: `choose from: ${RECIPES_AVAILABLE.join(", ")}` });
+  for (const r of recipes)
+    if (!RECIPES_AVAILABLE.includes(r))
+      throw new KitError(`RECIPES names '${r}', which cannot run`, { field: "RECIPES", fix: `choose from: ${RECIPES_AVAILABLE.join(", ")}` });
   const smoke = env.SMOKE === "1";
   return {
     models: list(env.MODELS, ["openai/whisper-small"]).map(modelArgument),
@@ -101,7 +107,8 @@ export function modelLocation(config: StudyConfig, model: string): string {
   return model;
 }
 
-const OFFLINE = "offline, `make smoke` runs every chapter on a random-weight model and the repository's own utterances; with local data, `make reproduce MODEL_DIR=<models folder> LIBRISPEECH_DIR=<LibriSpeech folder>` (README, \"Notebooks, tables and figures\")";
+const OFFLINE =
+  'offline, `make smoke` runs every chapter on a random-weight model and the repository\'s own utterances; with local data, `make reproduce MODEL_DIR=<models folder> LIBRISPEECH_DIR=<LibriSpeech folder>` (README, "Notebooks, tables and figures")';
 
 /** A download that could not connect, rethrown with the variable that points elsewhere and the offline ways. */
 function unreachable(err: unknown, what: string, variable: string, local: string): unknown {
@@ -140,7 +147,11 @@ export async function ensureData(config: StudyConfig, models: string[] = config.
     if (existsSync(join(config.librispeechDir, `${split}.manifest.jsonl`))) continue;
     const bar = progress(`download LibriSpeech ${split}`, { unit: "bytes" });
     try {
-      await fetchLibriSpeech(split, { root: join(config.librispeechDir, ".."), ...(config.librispeechMirror ? { mirrorUrl: config.librispeechMirror } : {}), onProgress: (b, t) => bar.update(b, t) });
+      await fetchLibriSpeech(split, {
+        root: join(config.librispeechDir, ".."),
+        ...(config.librispeechMirror ? { mirrorUrl: config.librispeechMirror } : {}),
+        onProgress: (b, t) => bar.update(b, t),
+      });
     } catch (err) {
       throw unreachable(err, `LibriSpeech ${split}`, "LIBRISPEECH_MIRROR", "set LIBRISPEECH_DIR to a LibriSpeech folder that has it");
     } finally {
@@ -194,16 +205,24 @@ export async function runStudy(config: StudyConfig, request: StudyRequest = {}):
       const outcome = await runJob(job, {
         store,
         transcribers,
-        transcriberOptions: { threads: config.threads, ...(config.hubUrl ? { hub: { hubUrl: config.hubUrl } } : {}), ...(config.maxNewTokens ? { maxNewTokens: config.maxNewTokens } : {}) },
+        transcriberOptions: {
+          threads: config.threads,
+          ...(config.hubUrl ? { hub: { hubUrl: config.hubUrl } } : {}),
+          ...(config.maxNewTokens ? { maxNewTokens: config.maxNewTokens } : {}),
+        },
         onProgress: (_, p) => {
           const now = performance.now();
           if (now - last < 10_000 && p.done < p.total) return; // a line every 10 s is enough in a notebook
           last = now;
-          process.stderr.write(`${label}: ${p.done}/${p.total} (${p.resumed} resumed), ETA ${Math.round(p.etaSeconds)} s, WER so far ${(100 * p.runningWer).toFixed(2)} %\n`);
+          process.stderr.write(
+            `${label}: ${p.done}/${p.total} (${p.resumed} resumed), ETA ${Math.round(p.etaSeconds)} s, WER so far ${(100 * p.runningWer).toFixed(2)} %\n`,
+          );
         },
       });
       keys.add(outcome.key);
-      process.stderr.write(`${label}: done in ${((performance.now() - started) / 1000).toFixed(1)} s, WER ${outcome.summary ? (100 * outcome.summary.wer).toFixed(2) : "?"} %\n`);
+      process.stderr.write(
+        `${label}: done in ${((performance.now() - started) / 1000).toFixed(1)} s, WER ${outcome.summary ? (100 * outcome.summary.wer).toFixed(2) : "?"} %\n`,
+      );
     }
   } finally {
     for (const t of transcribers.values()) await t.close();

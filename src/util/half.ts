@@ -37,4 +37,3 @@ export function float32ToFloat16(value: number): number {
   if (rem > 0x1000 || (rem === 0x1000 && half & 1)) half++;
   return sign | half;
 }
-

@@ -25,7 +25,11 @@ export function parseNpy(bytes: Uint8Array, file: string): NpyArray {
   const shapeText = /'shape':\s*\(([^)]*)\)/.exec(header)?.[1];
   if (!descr || !fortran || shapeText === undefined) throw new KitError(`${file} has an unreadable .npy header`, { file, field: "header", fix });
   if (fortran === "True") throw new KitError(`${file} is in Fortran order`, { file, field: "fortran_order", fix: "save it with np.ascontiguousarray" });
-  const shape = shapeText.split(",").map((s) => s.trim()).filter(Boolean).map(Number);
+  const shape = shapeText
+    .split(",")
+    .map((s) => s.trim())
+    .filter(Boolean)
+    .map(Number);
   const start = headerStart + headerLength;
   const body = ownedCopy(bytes.subarray(start)).buffer;
   const count = shape.reduce((a, b) => a * b, 1);
@@ -70,7 +74,8 @@ export async function readNpz(file: string): Promise<Map<string, NpyArray>> {
     const dataStart = local + 30 + view.getUint16(local + 26, true) + view.getUint16(local + 28, true);
     const raw = bytes.subarray(dataStart, dataStart + compressed);
     const content = method === 0 ? raw : method === 8 ? inflateRawSync(raw) : null;
-    if (!content) throw new KitError(`${file}: entry ${name} uses zip method ${method}`, { file, field: name, fix: "save with numpy.savez or savez_compressed" });
+    if (!content)
+      throw new KitError(`${file}: entry ${name} uses zip method ${method}`, { file, field: name, fix: "save with numpy.savez or savez_compressed" });
     out.set(name.replace(/\.npy$/, ""), parseNpy(content, `${file}:${name}`));
     pos += 46 + nameLength + extraLength + commentLength;
   }

@@ -19,7 +19,8 @@ export const TEST_CLEAN_FLAC = join(LIBRISPEECH, "test-clean", "1089", "134686",
  * LIBRISPEECH_DIR; the few tests that need it say so and skip without it (`make test-data` runs them).
  */
 export const LARGE_LIBRISPEECH = process.env.LIBRISPEECH_DIR ? resolve(ROOT, process.env.LIBRISPEECH_DIR) : null;
-export const largeDataMissing = (split: string): string | false => (LARGE_LIBRISPEECH ? false : `needs real ${split} audio: set LIBRISPEECH_DIR to a LibriSpeech folder that has it (make test-data)`);
+export const largeDataMissing = (split: string): string | false =>
+  LARGE_LIBRISPEECH ? false : `needs real ${split} audio: set LIBRISPEECH_DIR to a LibriSpeech folder that has it (make test-data)`;
 
 const made: string[] = [];
 // Removed when the test process ends (node --test runs each file in its own process).
@@ -60,4 +61,3 @@ export async function miniSplit(count: number): Promise<{ root: string; utteranc
   }
   return { root, utterances: await buildManifest(root, "mini") };
 }
-

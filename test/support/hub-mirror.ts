@@ -88,7 +88,19 @@ export class HubMirror extends LoopbackServer {
       const repo = this.repoFor(m[1]!, m[2]!, res);
       if (!repo) return;
       res.writeHead(200, { "Content-Type": "application/json" });
-      res.end(JSON.stringify({ _id: m[1], id: m[1], sha: repo.commit, private: false, gated: false, downloads: 0, likes: 0, lastModified: "2026-01-01T00:00:00.000Z", siblings: [...repo.files.keys()].map((rfilename) => ({ rfilename })) }));
+      res.end(
+        JSON.stringify({
+          _id: m[1],
+          id: m[1],
+          sha: repo.commit,
+          private: false,
+          gated: false,
+          downloads: 0,
+          likes: 0,
+          lastModified: "2026-01-01T00:00:00.000Z",
+          siblings: [...repo.files.keys()].map((rfilename) => ({ rfilename })),
+        }),
+      );
       return;
     }
     m = /^\/api\/models\/([^/]+\/[^/]+)\/tree\/([^/]+)$/.exec(path);

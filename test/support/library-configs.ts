@@ -4,7 +4,16 @@
  * the same codes. Codes are in the library's storage order, which for all of them is the weight's
  * [out, in] row-major order.
  */
-import { quantizeBnb4, quantizeHqq, quantizeLlmInt8Weight, quantizeQuantoAffine, quantizeQuantoSymmetric, quantizeTorchInt8, type QuantizedWeight, type Weight } from "../../src/quant/schemes.js";
+import {
+  quantizeBnb4,
+  quantizeHqq,
+  quantizeLlmInt8Weight,
+  quantizeQuantoAffine,
+  quantizeQuantoSymmetric,
+  quantizeTorchInt8,
+  type QuantizedWeight,
+  type Weight,
+} from "../../src/quant/schemes.js";
 
 export interface LibraryConfig {
   name: string; // the file stem the dump script writes
@@ -21,10 +30,25 @@ const hqq = (bits: 8 | 4 | 3 | 2 | 1): LibraryConfig => ({
 });
 
 export const LIBRARY_CONFIGS: LibraryConfig[] = [
-  { name: "torch-int8", entryPoint: "quantize_dynamic(model, {nn.Linear}, dtype=qint8)", recipe: "pytorch/dynamic-int8", kit: (w) => quantizeTorchInt8(w, "per_tensor") },
-  { name: "torch-int8-per-channel", entryPoint: "quantize_dynamic(model, {nn.Linear: per_channel_dynamic_qconfig}, dtype=qint8)", recipe: "pytorch/dynamic-int8 --granularity per_channel", kit: (w) => quantizeTorchInt8(w, "per_channel") },
+  {
+    name: "torch-int8",
+    entryPoint: "quantize_dynamic(model, {nn.Linear}, dtype=qint8)",
+    recipe: "pytorch/dynamic-int8",
+    kit: (w) => quantizeTorchInt8(w, "per_tensor"),
+  },
+  {
+    name: "torch-int8-per-channel",
+    entryPoint: "quantize_dynamic(model, {nn.Linear: per_channel_dynamic_qconfig}, dtype=qint8)",
+    recipe: "pytorch/dynamic-int8 --granularity per_channel",
+    kit: (w) => quantizeTorchInt8(w, "per_channel"),
+  },
   { name: "quanto-int8", entryPoint: "quantize(model, weights=qint8); freeze(model)", recipe: "quanto/w8", kit: (w) => quantizeQuantoSymmetric(w, "int8") },
-  { name: "quanto-float8", entryPoint: "quantize(model, weights=qfloat8); freeze(model)", recipe: "quanto/wf8", kit: (w) => quantizeQuantoSymmetric(w, "float8") },
+  {
+    name: "quanto-float8",
+    entryPoint: "quantize(model, weights=qfloat8); freeze(model)",
+    recipe: "quanto/wf8",
+    kit: (w) => quantizeQuantoSymmetric(w, "float8"),
+  },
   { name: "quanto-int4", entryPoint: "quantize(model, weights=qint4); freeze(model)", recipe: "quanto/w4", kit: (w) => quantizeQuantoAffine(w, 4) },
   { name: "quanto-int2", entryPoint: "quantize(model, weights=qint2); freeze(model)", recipe: "quanto/w2", kit: (w) => quantizeQuantoAffine(w, 2) },
   hqq(8),
@@ -34,9 +58,24 @@ export const LIBRARY_CONFIGS: LibraryConfig[] = [
   hqq(1),
   { name: "bnb-nf4", entryPoint: 'Linear4bit(quant_type="nf4").to("cpu")', recipe: "bnb/nf4", kit: (w) => quantizeBnb4(w, "nf4") },
   { name: "bnb-fp4", entryPoint: 'Linear4bit(quant_type="fp4").to("cpu")', recipe: "bnb/fp4", kit: (w) => quantizeBnb4(w, "fp4") },
-  { name: "bnb-nf4-dq", entryPoint: 'Linear4bit(quant_type="nf4", compress_statistics=True).to("cpu")', recipe: "bnb/nf4-dq", kit: (w) => quantizeBnb4(w, "nf4") },
-  { name: "bnb-fp4-dq", entryPoint: 'Linear4bit(quant_type="fp4", compress_statistics=True).to("cpu")', recipe: "bnb/fp4-dq", kit: (w) => quantizeBnb4(w, "fp4") },
-  { name: "bnb-llm-int8", entryPoint: 'Linear8bitLt(has_fp16_weights=False, threshold=6.0).to("cpu")', recipe: "bnb/llm-int8", kit: (w) => quantizeLlmInt8Weight(w) },
+  {
+    name: "bnb-nf4-dq",
+    entryPoint: 'Linear4bit(quant_type="nf4", compress_statistics=True).to("cpu")',
+    recipe: "bnb/nf4-dq",
+    kit: (w) => quantizeBnb4(w, "nf4"),
+  },
+  {
+    name: "bnb-fp4-dq",
+    entryPoint: 'Linear4bit(quant_type="fp4", compress_statistics=True).to("cpu")',
+    recipe: "bnb/fp4-dq",
+    kit: (w) => quantizeBnb4(w, "fp4"),
+  },
+  {
+    name: "bnb-llm-int8",
+    entryPoint: 'Linear8bitLt(has_fp16_weights=False, threshold=6.0).to("cpu")',
+    recipe: "bnb/llm-int8",
+    kit: (w) => quantizeLlmInt8Weight(w),
+  },
 ];
 
 /** sha256 of codes as int16 little-endian, the dump script's storage. */

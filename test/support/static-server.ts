@@ -24,7 +24,10 @@ export class StaticServer extends LoopbackServer {
       return;
     }
     const slice = body.subarray(start);
-    res.writeHead(m ? 206 : 200, { "Content-Length": String(slice.length), ...(m ? { "Content-Range": `bytes ${start}-${body.length - 1}/${body.length}` } : {}) });
+    res.writeHead(m ? 206 : 200, {
+      "Content-Length": String(slice.length),
+      ...(m ? { "Content-Range": `bytes ${start}-${body.length - 1}/${body.length}` } : {}),
+    });
     const stall = this.stallAfter.get(path);
     if (stall !== undefined) {
       this.stallAfter.delete(path);
