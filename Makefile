@@ -40,7 +40,7 @@ build/.stamp: node_modules/.ci-stamp $(SOURCES)
 	touch $@
 
 test: build
-	$(NODE) --test --test-concurrency=1 build/test/*.test.js
+	PTQ_PROGRESS=0 $(NODE) --test --test-concurrency=1 build/test/*.test.js
 
 # Biome formats and lints the TypeScript (biome.jsonc); `make format` rewrites, `make lint` checks both.
 BIOME := $(NODE) node_modules/@biomejs/biome/bin/biome
@@ -55,7 +55,7 @@ format: install
 DATA_TESTS := real-weights entry-point-parity quanto-static torch-static
 test-data: build
 	@test -n "$(LIBRISPEECH_DIR)" || { echo "make test-data needs LIBRISPEECH_DIR=<a LibriSpeech folder with train-clean-5>" >&2; exit 2; }
-	LIBRISPEECH_DIR=$(abspath $(LIBRISPEECH_DIR)) $(NODE) --test --test-concurrency=1 $(DATA_TESTS:%=build/test/%.test.js)
+	PTQ_PROGRESS=0 LIBRISPEECH_DIR=$(abspath $(LIBRISPEECH_DIR)) $(NODE) --test --test-concurrency=1 $(DATA_TESTS:%=build/test/%.test.js)
 
 # The study, headless: every notebook in order, executed copies in EXECUTED_DIR, tables and figures
 # in FIGURES_DIR, results (resumable) in data/results. MODELS, SPLITS, LIMIT, RECIPES, MODEL_DIR,

@@ -91,7 +91,7 @@ describe("ptq grid killed midway", () => {
     const { root } = await miniSplit(12);
     const grid = join(await tempDir(), "grid.json");
     await writeFile(grid, JSON.stringify({ models: [model], splits: ["mini"], full: true, librispeechDir: root }));
-    const env = { ...process.env, PTQ_DATA_DIR: await tempDir() };
+    const env = { ...process.env, PTQ_DATA_DIR: await tempDir(), PTQ_PROGRESS: "1" };
     const ptq = (results: string) =>
       spawn(process.execPath, [join(ROOT, "build", "src", "cli.js"), "grid", "--config", grid, "--results", results, "--threads", "1"], {
         env,
@@ -164,7 +164,7 @@ describe("ptq grid --workers 2", () => {
     const { root } = await miniSplit(10);
     const grid = join(await tempDir(), "grid.json");
     await writeFile(grid, JSON.stringify({ models: [model], recipes: ["fp32", "hqq/4"], splits: ["mini"], full: true, librispeechDir: root }));
-    const env = { ...process.env, PTQ_DATA_DIR: await tempDir() };
+    const env = { ...process.env, PTQ_DATA_DIR: await tempDir(), PTQ_PROGRESS: "1" };
     const ptq = (results: string, ...extra: string[]) =>
       new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
         const p = spawn(process.execPath, [join(ROOT, "build", "src", "cli.js"), "grid", "--config", grid, "--results", results, ...extra], {

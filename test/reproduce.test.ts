@@ -89,6 +89,7 @@ describe("make reproduce fetches what it needs", () => {
   const envFor = (data: string, hubUrl = hub.url): NodeJS.ProcessEnv => ({
     ...process.env,
     PTQ_DATA_DIR: data,
+    PTQ_PROGRESS: "1",
     MODELS: "kit-tests/whisper-synthetic",
     SPLITS: "train-clean-5",
     HUB_URL: hubUrl,

@@ -10,6 +10,7 @@ import * as ort from "onnxruntime-node";
 import { FIRST_CALL, OBSERVE_INPUT, OBSERVE_OUTPUT } from "../recipes/static.js";
 import { HistogramObserver } from "../quant/histogram-observer.js";
 import type { ActivationQuant } from "../quant/activations.js";
+import { progress } from "../util/progress.js";
 import { KitError } from "../util/errors.js";
 import type { SessionInstrument } from "./onnx-whisper.js";
 import { Transcriber, type TranscriberOptions } from "./transcriber.js";
@@ -97,7 +98,13 @@ export async function calibrateActivations(modelDir: string, graphsDir: string, 
   const transcriber = await Transcriber.load(modelDir, { ...options, onnxDir: graphsDir, instrument });
   const tokens: number[][] = [];
   try {
-    for (const file of files) tokens.push((await transcriber.transcribeFile(file)).tokens);
+    const bar = progress(`calibrate ${recipe}`);
+    for (const [i, file] of files.entries()) {
+      bar.update(i, files.length);
+      tokens.push((await transcriber.transcribeFile(file)).tokens);
+    }
+    bar.update(files.length, files.length);
+    bar.done();
   } finally {
     await transcriber.close();
   }

@@ -13,6 +13,7 @@ import { transpose2d, TOKEN_EMBEDDING } from "../model/whisper-graphs.js";
 import { doubleQuantizeAbsmax, packBnb4, type QuantizedWeight } from "../quant/schemes.js";
 import { KitError } from "../util/errors.js";
 import { exists, readJson, withAtomicDir, writeJsonAtomic } from "../util/fs.js";
+import { progress } from "../util/progress.js";
 import type { ActivationQuant } from "../quant/activations.js";
 import { findRecipe, type Execution, type Recipe, type RecipeOptions } from "./catalog.js";
 import { emitDequantized, emitLlmInt8, emitMatMulBnb4, emitMatMulNBits, emitTorchDynamic, fitsMatMulNBits } from "./emit.js";
@@ -207,12 +208,21 @@ export async function quantizeModel(
       const { builder: g, opset, domains } = await GraphBuilder.fromFile(join(fp32Dir, file));
       const original = [...g.nodes];
       const layerOutputs: string[] = [];
-      for (const node of original) {
+      const layerOf = (node: (typeof original)[number]): string | null => {
         const isLinear = node.opType === "MatMul" && node.input[1]?.endsWith(".weight") && g.initializers.has(node.input[1]!);
         const isProjOut = node.opType === "Gemm" && node.input[1] === TOKEN_EMBEDDING;
-        if (!isLinear && !isProjOut) continue;
+        if (!isLinear && !isProjOut) return null;
         const layer = isProjOut ? PROJ_OUT : node.input[1]!.slice(0, -".weight".length);
-        if (!selects(recipe, options, layer)) continue;
+        return selects(recipe, options, layer) ? layer : null;
+      };
+      const selected = original.filter((n) => layerOf(n) !== null).length;
+      const bar = progress(`quantize ${recipe.id} ${file}`);
+      let done = 0;
+      for (const node of original) {
+        const layer = layerOf(node);
+        if (layer === null) continue;
+        const isProjOut = layer === PROJ_OUT;
+        bar.update(done++, selected, layer);
         const init = g.initializers.get(node.input[1]!)!;
         const [rows, cols] = init.dims as [number, number];
         // fp32 graphs hold linear weights as W^T [K, N]; the embedding is already [vocab = N, d = K].
@@ -244,6 +254,8 @@ export async function quantizeModel(
           requantizeOutput(g, layerOutput, layer, p.outputScale, p.outputZeroPoint);
         }
       }
+      bar.update(done, selected);
+      bar.done();
       if (activations && calibration?.mode === "calibrate") {
         for (const t of layerOutputs) quantizeOnFirstCall(g, t, activations);
         for (const ln of g.nodes.filter((m) => m.opType === "LayerNormalization")) quantizeOnFirstCall(g, ln.output[0]!, activations);

@@ -201,7 +201,7 @@ export async function runStudy(config: StudyConfig, request: StudyRequest = {}):
     for (const [i, job] of jobs.entries()) {
       const label = `[${i + 1}/${jobs.length}] ${shortModelName(job.model)} ${job.recipe} ${job.split}${job.noise ? ` ${job.noise.kind}:${job.noise.snrDb}dB` : ""}`;
       const started = performance.now();
-      let last = 0;
+      const bar = progress(label);
       const outcome = await runJob(job, {
         store,
         transcribers,
@@ -210,15 +210,9 @@ export async function runStudy(config: StudyConfig, request: StudyRequest = {}):
           ...(config.hubUrl ? { hub: { hubUrl: config.hubUrl } } : {}),
           ...(config.maxNewTokens ? { maxNewTokens: config.maxNewTokens } : {}),
         },
-        onProgress: (_, p) => {
-          const now = performance.now();
-          if (now - last < 10_000 && p.done < p.total) return; // a line every 10 s is enough in a notebook
-          last = now;
-          process.stderr.write(
-            `${label}: ${p.done}/${p.total} (${p.resumed} resumed), ETA ${Math.round(p.etaSeconds)} s, WER so far ${(100 * p.runningWer).toFixed(2)} %\n`,
-          );
-        },
+        onProgress: (_, p) => bar.update(p.done, p.total, `${p.resumed} resumed, WER so far ${(100 * p.runningWer).toFixed(2)} %`),
       });
+      bar.done();
       keys.add(outcome.key);
       process.stderr.write(
         `${label}: done in ${((performance.now() - started) / 1000).toFixed(1)} s, WER ${outcome.summary ? (100 * outcome.summary.wer).toFixed(2) : "?"} %\n`,

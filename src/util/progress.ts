@@ -31,7 +31,9 @@ export function progressText(label: string, done: number, total: number, elapsed
   return `${label}: ${pct.toFixed(0)} % (${amount}, ETA ${formatSeconds(eta)})${detail ? `  ${detail}` : ""}`;
 }
 
+/** Progress lines go to stderr unless PTQ_PROGRESS=0 (the test suite sets it to keep its log short). */
 export function progress(label: string, options: ProgressOptions = {}): Progress {
+  if (process.env.PTQ_PROGRESS === "0" && !options.stream) return { update() {}, done() {} };
   const stream = options.stream ?? process.stderr;
   const every = options.everyPercent ?? 5;
   const unit = options.unit ?? "items";
