@@ -245,7 +245,7 @@ async function measure(modelDir: string, recipe: string, split: string, root: st
   const utterances = evaluationPart(manifest, { limit });
   const { id, options } = parseRecipeEntry(recipe);
   const calibration =
-    findRecipe(id).scheme === "static" ? splitCalibration(modelDir, split, manifest, { threads }, Number(process.env.CALIBRATION_LIMIT ?? 20)) : undefined;
+    findRecipe(id).scheme === "static" ? splitCalibration(modelDir, split, manifest, { threads }, Number(process.env.CALIBRATION_LIMIT || 20)) : undefined;
   const quantized = await ensureQuantizedModel(modelDir, id, options, calibration);
   const paths = utterances.map((u) => u.path);
   const shards =
@@ -298,10 +298,10 @@ async function benchModel(): Promise<string> {
 
 async function main(): Promise<void> {
   const [flag, ...rest] = process.argv.slice(2);
-  const threads = Number(process.env.THREADS ?? 2);
-  const limit = Number(process.env.LIMIT ?? 20);
+  const threads = Number(process.env.THREADS || 2); // the Makefile exports unset variables as empty strings
+  const limit = Number(process.env.LIMIT || 20);
   const root = process.env.LIBRISPEECH_DIR || defaultLibriSpeechDir();
-  const workers = Number(process.env.WORKERS ?? 1);
+  const workers = Number(process.env.WORKERS || 1);
   if (flag === "--worker") {
     const [modelDir, onnxDir, workerThreads, shard] = rest as [string, string, string, string];
     await runWorker(modelDir, onnxDir, JSON.parse(shard) as Array<[number, string]>, Number(workerThreads));
@@ -315,7 +315,7 @@ async function main(): Promise<void> {
   if (!Number.isInteger(workers) || workers < 1 || workers > threads)
     throw new Error(`WORKERS=${process.env.WORKERS}: give a whole number from 1 to THREADS (${threads})`);
   const modelDir = await benchModel();
-  const recipes = (process.env.RECIPES ?? "fp32,pytorch/dynamic-int8,quanto/w8,quanto/w8a8,quanto/w4,hqq/4,bnb/nf4,bnb/llm-int8").split(",");
+  const recipes = (process.env.RECIPES || "fp32,pytorch/dynamic-int8,quanto/w8,quanto/w8a8,quanto/w4,hqq/4,bnb/nf4,bnb/llm-int8").split(",");
   const rows: RecipeBench[] = [];
   for (const recipe of recipes) {
     const out = execFileSync(process.execPath, [fileURLToPath(import.meta.url), "--child", modelDir, recipe], {
