@@ -192,7 +192,7 @@ export const COMMANDS: CommandSpec[] = [
     name: "prepare",
     summary: "download what `make reproduce` needs (MODELS and SPLITS of the environment), then it runs offline",
     options: [],
-    example: "MODELS=openai/whisper-small SPLITS=test-clean,test-other ptq prepare",
+    example: "ptq prepare   # with MODELS=openai/whisper-small SPLITS=test-clean,test-other (the defaults) in the environment",
     run: async () => {
       const config = studyConfig();
       await ensureData(config);
