@@ -91,6 +91,48 @@ describe("damaged audio", () => {
     }
   });
 
+  it("ptq eval stops at each of them with exit 1, keeping the utterances done before in its store", async () => {
+    const dir = await tempDir();
+    const model = await syntheticModel({ dModel: 32, heads: 2, layers: 1, seed: 5 });
+    const { root, utterances } = await miniSplit(5);
+    const victim = utterances[2]!;
+    const results = join(dir, "results");
+    const env = { ...process.env, PTQ_DATA_DIR: dir, PTQ_PROGRESS: "0", MAX_NEW_TOKENS: "4" };
+    for (const [what, bytes, pattern] of await damagedVariants()) {
+      await rm(victim.path, { force: true });
+      await writeFile(victim.path, bytes);
+      const args = [
+        join(ROOT, "build", "src", "cli.js"),
+        "eval",
+        "--model",
+        model,
+        "--split",
+        "mini",
+        "--librispeech-dir",
+        root,
+        "--full",
+        "--threads",
+        "1",
+        "--results",
+        results,
+      ];
+      await assert.rejects(run(process.execPath, args, { env }), (err: { code?: number; stderr?: string }) => {
+        assert.equal(err.code, 1, what);
+        assert.match(err.stderr ?? "", new RegExp(`${victim.id}\\.flac is a damaged FLAC file`), what);
+        assert.match(err.stderr ?? "", pattern, what);
+        assert.match(err.stderr ?? "", /2 utterances of this run are in the store .* replace the file and run the same command again/, what);
+        return true;
+      });
+      const store = new ResultsStore(results);
+      const [key] = await store.runKeys();
+      assert.deepEqual(
+        [...(await store.finishedUtterances(key!)).keys()],
+        utterances.slice(0, 2).map((u) => u.id),
+        what,
+      );
+    }
+  });
+
   describe("in an evaluation", () => {
     let transcriber: Transcriber;
     before(async () => {
