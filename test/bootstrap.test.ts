@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { pairedWerDifference, seededRandom, werInterval, type UtteranceCounts } from "../src/eval/bootstrap.js";
+import { holm, pairedWerDifference, seededRandom, werInterval, type UtteranceCounts } from "../src/eval/bootstrap.js";
 
 /** n one-word utterances, each wrong with probability p. */
 function oneWordUtterances(n: number, p: number, random: () => number): UtteranceCounts[] {
@@ -88,5 +88,37 @@ describe("paired WER difference", () => {
         ),
       /not over the same references/,
     );
+  });
+});
+
+describe("Holm's correction", () => {
+  it("matches the textbook example (Holm 1979 as in Wikipedia: 0.01, 0.04, 0.03, 0.005)", () => {
+    // sorted 0.005, 0.01, 0.03, 0.04 -> 4 x 0.005 = 0.02, 3 x 0.01 = 0.03, 2 x 0.03 = 0.06, max(0.06, 1 x 0.04) = 0.06
+    const adjusted = holm([0.01, 0.04, 0.03, 0.005]);
+    const want = [0.03, 0.06, 0.06, 0.02];
+    adjusted.forEach((p, i) => assert.ok(Math.abs(p - want[i]!) < 1e-12, `${i}: ${p}`));
+    assert.deepEqual(holm([0.5, 0.9]), [1, 1]);
+  });
+});
+
+describe("speaker-level bootstrap", () => {
+  it("is wider than the utterance bootstrap when a speaker's utterances share their errors", () => {
+    const random = seededRandom(4);
+    const u: UtteranceCounts[] = [];
+    const speakers: string[] = [];
+    for (let s = 0; s < 10; s++) {
+      const rate = random() * 0.3; // each speaker has an error rate of its own
+      for (let k = 0; k < 20; k++) {
+        const words = 15;
+        let errors = 0;
+        for (let w = 0; w < words; w++) if (random() < rate) errors++;
+        u.push({ errors, words });
+        speakers.push(`s${s}`);
+      }
+    }
+    const plain = werInterval(u, { seed: 2 });
+    const blocked = werInterval(u, { seed: 2, blocks: speakers });
+    assert.equal(plain.estimate, blocked.estimate);
+    assert.ok(blocked.high - blocked.low > 1.5 * (plain.high - plain.low), `${JSON.stringify(plain)} ${JSON.stringify(blocked)}`);
   });
 });

@@ -6,6 +6,7 @@ import { cpus } from "node:os";
 import { join } from "node:path";
 import { Transcriber } from "../asr/transcriber.js";
 import { prepareJob, readGrid, runJob, splitCalibration, type EvalJob } from "../eval/jobs.js";
+import { compareRuns, comparisonMarkdown } from "../eval/compare.js";
 import { parseNoise } from "../eval/noise.js";
 import { ResultsStore } from "../eval/results-store.js";
 import { mergeStores } from "../eval/runner.js";
@@ -422,6 +423,31 @@ export const COMMANDS: CommandSpec[] = [
         new ResultsStore(o.out),
       );
       console.log(`${result.runs} runs merged into ${o.out}; ${result.completed} completed by the merge`);
+    },
+  },
+  {
+    name: "compare",
+    summary: "each recipe against a baseline on the same utterances: paired WER difference, 95 % CI, p (Holm-corrected)",
+    options: [
+      { flags: "--results <dir>", description: "the results store (default data/results)" },
+      { flags: "--baseline <recipe>", description: "the recipe every other is compared with", default: "fp32" },
+      { flags: "--model <name>", description: "only this model (short name or folder)" },
+      { flags: "--split <name>", description: "only this split" },
+      { flags: "--json", description: "the rows as JSON instead of a markdown table" },
+    ],
+    example: "ptq compare --results data/results --split test-other",
+    run: async (_, o) => {
+      const rows = await compareRuns(o.results ?? join(dataDir(), "results"), {
+        baseline: o.baseline,
+        ...(o.model ? { model: o.model } : {}),
+        ...(o.split ? { split: o.split } : {}),
+      });
+      if (rows.length === 0)
+        throw new KitError(`no run in the store has a ${o.baseline} run to compare with on the same model and split`, {
+          field: "--baseline",
+          fix: "evaluate the baseline on the same model and split first (ptq eval --recipe fp32 ...)",
+        });
+      console.log(o.json ? JSON.stringify(rows, null, 1) : comparisonMarkdown(rows));
     },
   },
   {

@@ -44,6 +44,21 @@ export interface BootstrapOptions {
   resamples?: number; // 2000
   seed?: number; // 1
   level?: number; // 0.95
+  /** One label per utterance (its speaker): resample whole speakers, since one speaker's utterances are correlated. */
+  blocks?: readonly string[];
+}
+
+/** Utterances grouped into the units that are resampled: one per utterance, or one per block label. */
+function units(n: number, blocks: readonly string[] | undefined): number[][] {
+  if (!blocks) return Array.from({ length: n }, (_, i) => [i]);
+  if (blocks.length !== n) throw new Error(`${blocks.length} block labels for ${n} utterances`);
+  const groups = new Map<string, number[]>();
+  blocks.forEach((b, i) => {
+    const g = groups.get(b);
+    if (g) g.push(i);
+    else groups.set(b, [i]);
+  });
+  return [...groups.values()];
 }
 
 const rate = (errors: number, words: number) => (words > 0 ? (100 * errors) / words : 0);
@@ -52,15 +67,17 @@ const rate = (errors: number, words: number) => (words > 0 ? (100 * errors) / wo
 export function werInterval(utterances: readonly UtteranceCounts[], options: BootstrapOptions = {}): Interval {
   const { resamples = 2000, seed = 1, level = 0.95 } = options;
   const random = seededRandom(seed);
-  const n = utterances.length;
+  const groups = units(utterances.length, options.blocks);
+  const n = groups.length;
   const draws = new Float64Array(resamples);
   for (let b = 0; b < resamples; b++) {
     let e = 0;
     let w = 0;
     for (let i = 0; i < n; i++) {
-      const u = utterances[Math.floor(random() * n)]!;
-      e += u.errors;
-      w += u.words;
+      for (const k of groups[Math.floor(random() * n)]!) {
+        e += utterances[k]!.errors;
+        w += utterances[k]!.words;
+      }
     }
     draws[b] = rate(e, w);
   }
@@ -78,7 +95,8 @@ export function pairedWerDifference(a: readonly UtteranceCounts[], b: readonly U
   });
   const { resamples = 2000, seed = 1, level = 0.95 } = options;
   const random = seededRandom(seed);
-  const n = a.length;
+  const groups = units(a.length, options.blocks);
+  const n = groups.length;
   const draws = new Float64Array(resamples);
   let atOrBelow = 0;
   let atOrAbove = 0;
@@ -87,10 +105,11 @@ export function pairedWerDifference(a: readonly UtteranceCounts[], b: readonly U
     let eb = 0;
     let w = 0;
     for (let i = 0; i < n; i++) {
-      const k = Math.floor(random() * n);
-      ea += a[k]!.errors;
-      eb += b[k]!.errors;
-      w += a[k]!.words;
+      for (const k of groups[Math.floor(random() * n)]!) {
+        ea += a[k]!.errors;
+        eb += b[k]!.errors;
+        w += a[k]!.words;
+      }
     }
     const d = rate(ea, w) - rate(eb, w);
     draws[r] = d;
@@ -103,4 +122,20 @@ export function pairedWerDifference(a: readonly UtteranceCounts[], b: readonly U
   const estimate = rate(sum(a), words) - rate(sum(b), words);
   const p = Math.min(1, (2 * Math.min(atOrBelow, atOrAbove)) / resamples);
   return { estimate, low: quantile(draws, (1 - level) / 2), high: quantile(draws, 1 - (1 - level) / 2), p };
+}
+
+/**
+ * Holm's step-down correction: p-values adjusted so that rejecting where adjusted p < alpha keeps
+ * the family-wise error rate at alpha. Returned in the input order.
+ */
+export function holm(pValues: readonly number[]): number[] {
+  const order = pValues.map((p, i) => [p, i] as const).sort((x, y) => x[0] - y[0]);
+  const m = pValues.length;
+  const adjusted = new Array<number>(m);
+  let running = 0;
+  order.forEach(([p, i], rank) => {
+    running = Math.max(running, Math.min(1, (m - rank) * p));
+    adjusted[i] = running;
+  });
+  return adjusted;
 }

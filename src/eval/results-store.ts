@@ -49,9 +49,19 @@ export interface ModelSize {
   dequantizedAtLoad: boolean; // some tensors have no onnxruntime kernel and are expanded to fp32 at load
 }
 
+export interface RunIntervals {
+  wer: { low: number; high: number };
+  cer: { low: number; high: number };
+  werBySpeaker: { low: number; high: number };
+  resamples: number;
+  seed: number;
+}
+
 export interface RunSummary {
   key: string;
   spec: Omit<RunSpec, "utteranceIds"> & { utterances: number; utteranceIdsSha256: string };
+  /** 95 % bootstrap intervals (percent) over utterances, and over speakers (whole speakers resampled). */
+  intervals?: RunIntervals;
   wer: number;
   cer: number;
   words: ErrorCounts;

@@ -13,7 +13,8 @@ import type { Utterance } from "../hub/librispeech.js";
 import { KitError } from "../util/errors.js";
 import { repoRoot } from "../util/fs.js";
 import { EnglishTextNormalizer } from "./normalizers.js";
-import { type ResultsStore, runKey, type ModelSize, type RunSpec, type RunSummary, type UtteranceResult } from "./results-store.js";
+import { werInterval, type UtteranceCounts } from "./bootstrap.js";
+import { type ResultsStore, runKey, type ModelSize, type RunIntervals, type RunSpec, type RunSummary, type UtteranceResult } from "./results-store.js";
 import type { ModelManifest } from "../model/build.js";
 import { numericsRevision } from "../recipes/catalog.js";
 import { evaluationPart, type Selection } from "./splits.js";
@@ -128,11 +129,29 @@ export function summarize(
     seconds += r.seconds;
   }
   const { utteranceIds, ...rest } = spec;
+  const rs = utteranceIds.map((id) => records.get(id)!);
+  const edits = (c: { substitutions: number; deletions: number; insertions: number }) => c.substitutions + c.deletions + c.insertions;
+  const wordCounts = rs.map((r) => ({ errors: edits(r.words), words: r.words.referenceLength }));
+  const bootstrap = { resamples: 2000, seed: 1 };
+  const interval = (u: UtteranceCounts[], blocks?: string[]) => {
+    const { low, high } = werInterval(u, { ...bootstrap, ...(blocks ? { blocks } : {}) });
+    return { low, high };
+  };
+  const intervals: RunIntervals = {
+    wer: interval(wordCounts),
+    cer: interval(rs.map((r) => ({ errors: edits(r.chars), words: r.chars.referenceLength }))),
+    werBySpeaker: interval(
+      wordCounts,
+      utteranceIds.map((id) => id.split("-")[0]!),
+    ), // LibriSpeech ids: speaker-chapter-utterance
+    ...bootstrap,
+  };
   return {
     key,
     spec: { ...rest, utterances: utteranceIds.length, utteranceIdsSha256: createHash("sha256").update(utteranceIds.join("\n")).digest("hex") },
     wer: errorRate(wordsTotal),
     cer: errorRate(charsTotal),
+    intervals,
     words: wordsTotal,
     chars: charsTotal,
     audioSeconds,

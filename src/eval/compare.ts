@@ -1,0 +1,149 @@
+/**
+ * Paired comparisons in a results store: each recipe against a baseline (fp32) on the same model,
+ * split, conditions and utterances, with a paired bootstrap interval of the WER difference, its
+ * p-value, Holm's correction across the recipes of one table, and the same without the utterances
+ * on which either run hit the length limit (a runaway loop can move a WER by tens of points).
+ */
+import { join } from "node:path";
+import { holm, pairedWerDifference, werInterval, type UtteranceCounts } from "./bootstrap.js";
+import { readJsonl, type RunSummary, type UtteranceResult } from "./results-store.js";
+
+/** Tokens at which an utterance counts as a runaway loop (448 is the decoding limit). */
+export const RUNAWAY_TOKENS = 440;
+
+export interface Comparison {
+  model: string;
+  split: string;
+  conditions: string; // "" for clean audio
+  recipe: string;
+  baseline: string;
+  utterances: number;
+  wer: number; // percent
+  werLow: number;
+  werHigh: number;
+  baselineWer: number;
+  difference: number; // recipe - baseline, points
+  low: number;
+  high: number;
+  p: number;
+  pHolm: number; // within this model, split and conditions
+  significant: boolean; // pHolm < 0.05
+  runaways: number;
+  baselineRunaways: number;
+  withoutRunaways: { utterances: number; difference: number; low: number; high: number; p: number };
+}
+
+export interface CompareOptions {
+  baseline?: string; // "fp32"
+  model?: string; // short name or path; all when absent
+  split?: string;
+  seed?: number;
+  resamples?: number;
+}
+
+const shortName = (name: string) => name.replace(/\/+$/, "").split("/").pop() ?? name;
+const counts = (r: UtteranceResult): UtteranceCounts => ({
+  errors: r.words.substitutions + r.words.deletions + r.words.insertions,
+  words: r.words.referenceLength,
+});
+
+interface LoadedRun {
+  summary: RunSummary;
+  records: Map<string, UtteranceResult>;
+}
+
+async function loadRuns(storeDir: string): Promise<LoadedRun[]> {
+  const latest = new Map<string, RunSummary>();
+  for (const s of (await readJsonl<RunSummary>(join(storeDir, "results.jsonl"))).records) latest.set(s.key, s);
+  const runs: LoadedRun[] = [];
+  for (const summary of latest.values()) {
+    const records = (await readJsonl<UtteranceResult>(join(storeDir, "runs", `${summary.key}.jsonl`))).records;
+    runs.push({ summary, records: new Map(records.map((r) => [r.id, r])) });
+  }
+  return runs;
+}
+
+/** Every recipe against the baseline, per model, split and conditions; Holm within each group. */
+export async function compareRuns(storeDir: string, options: CompareOptions = {}): Promise<Comparison[]> {
+  const baseline = options.baseline ?? "fp32";
+  const bootstrap = { seed: options.seed ?? 1, resamples: options.resamples ?? 2000 };
+  const runs = (await loadRuns(storeDir)).filter(
+    (r) => (!options.model || shortName(r.summary.spec.model.name) === shortName(options.model)) && (!options.split || r.summary.spec.split === options.split),
+  );
+  const groupOf = (r: LoadedRun) => JSON.stringify([shortName(r.summary.spec.model.name), r.summary.spec.split, r.summary.spec.conditions]);
+  const groups = new Map<string, LoadedRun[]>();
+  for (const r of runs) groups.set(groupOf(r), [...(groups.get(groupOf(r)) ?? []), r]);
+  const out: Comparison[] = [];
+  for (const members of groups.values()) {
+    const base = members.find((r) => r.summary.spec.recipe.id === baseline);
+    if (!base) continue;
+    const rows: Comparison[] = [];
+    for (const run of members) {
+      if (run === base) continue;
+      const ids = [...run.records.keys()].filter((id) => base.records.has(id));
+      if (ids.length === 0) continue;
+      const a = ids.map((id) => counts(run.records.get(id)!));
+      const b = ids.map((id) => counts(base.records.get(id)!));
+      const d = pairedWerDifference(a, b, bootstrap);
+      const calm = ids.filter((id) => run.records.get(id)!.tokens < RUNAWAY_TOKENS && base.records.get(id)!.tokens < RUNAWAY_TOKENS);
+      const dCalm = calm.length
+        ? pairedWerDifference(
+            calm.map((id) => counts(run.records.get(id)!)),
+            calm.map((id) => counts(base.records.get(id)!)),
+            bootstrap,
+          )
+        : { estimate: Number.NaN, low: Number.NaN, high: Number.NaN, p: Number.NaN };
+      const w = werInterval(a, bootstrap);
+      const s = run.summary.spec;
+      rows.push({
+        model: shortName(s.model.name),
+        split: s.split,
+        conditions: Object.entries(s.conditions)
+          .map(([k, v]) => `${k}=${v}`)
+          .join(","),
+        recipe: s.recipe.id,
+        baseline,
+        utterances: ids.length,
+        wer: w.estimate,
+        werLow: w.low,
+        werHigh: w.high,
+        baselineWer: werInterval(b, bootstrap).estimate,
+        difference: d.estimate,
+        low: d.low,
+        high: d.high,
+        p: d.p,
+        pHolm: Number.NaN,
+        significant: false,
+        runaways: ids.filter((id) => run.records.get(id)!.tokens >= RUNAWAY_TOKENS).length,
+        baselineRunaways: ids.filter((id) => base.records.get(id)!.tokens >= RUNAWAY_TOKENS).length,
+        withoutRunaways: { utterances: calm.length, difference: dCalm.estimate, low: dCalm.low, high: dCalm.high, p: dCalm.p },
+      });
+    }
+    const adjusted = holm(rows.map((r) => r.p));
+    rows.forEach((r, i) => {
+      r.pHolm = adjusted[i]!;
+      r.significant = r.pHolm < 0.05;
+    });
+    out.push(...rows.sort((x, y) => x.difference - y.difference));
+  }
+  return out;
+}
+
+const f2 = (x: number) => (Number.isFinite(x) ? x.toFixed(2) : "-");
+const pText = (p: number) => (!Number.isFinite(p) ? "-" : p < 0.001 ? "< 0.001" : p.toFixed(3));
+
+/** The comparison as a markdown table; a difference is marked only when Holm's p is below 0.05. */
+export function comparisonMarkdown(rows: readonly Comparison[]): string {
+  const lines = [
+    "| model | split | conditions | recipe | utterances | WER % (95 % CI) | baseline WER % | difference, points (95 % CI) | p (Holm) | runaways (recipe / baseline) | difference without runaways |",
+    "|---|---|---|---|---|---|---|---|---|---|---|",
+  ];
+  for (const r of rows) {
+    const mark = r.significant ? (r.difference > 0 ? " worse" : " better") : "";
+    const calm = r.withoutRunaways;
+    lines.push(
+      `| ${r.model} | ${r.split} | ${r.conditions || "clean"} | ${r.recipe} | ${r.utterances} | ${f2(r.wer)} (${f2(r.werLow)}-${f2(r.werHigh)}) | ${f2(r.baselineWer)} | ${f2(r.difference)} (${f2(r.low)}, ${f2(r.high)})${mark} | ${pText(r.pHolm)} | ${r.runaways} / ${r.baselineRunaways} | ${f2(calm.difference)} (${f2(calm.low)}, ${f2(calm.high)}) on ${calm.utterances} |`,
+    );
+  }
+  return lines.join("\n");
+}
