@@ -96,7 +96,7 @@ describe("Holm's correction", () => {
     // sorted 0.005, 0.01, 0.03, 0.04 -> 4 x 0.005 = 0.02, 3 x 0.01 = 0.03, 2 x 0.03 = 0.06, max(0.06, 1 x 0.04) = 0.06
     const adjusted = holm([0.01, 0.04, 0.03, 0.005]);
     const want = [0.03, 0.06, 0.06, 0.02];
-    adjusted.forEach((p, i) => assert.ok(Math.abs(p - want[i]!) < 1e-12, `${i}: ${p}`));
+    for (const [i, p] of adjusted.entries()) assert.ok(Math.abs(p - want[i]!) < 1e-12, `${i}: ${p}`);
     assert.deepEqual(holm([0.5, 0.9]), [1, 1]);
   });
 });
