@@ -10,6 +10,7 @@ import { calibrationPart, evaluationPart, parseShard } from "../src/eval/splits.
 import { align, characters, errorRate, words } from "../src/eval/wer.js";
 import { buildManifest, parseTranscripts } from "../src/hub/librispeech.js";
 import { KitError } from "../src/util/errors.js";
+import { perturbFeatures, parsePerturbation } from "../src/eval/perturb.js";
 import { LIBRISPEECH, miniSplit, syntheticModel, tempDir } from "./support/env.js";
 
 describe("WER and CER", () => {
@@ -187,5 +188,37 @@ describe("an evaluation run", () => {
     const one = await runEvaluation({ ...base, store: new ResultsStore(await tempDir()), workers: 1 });
     const two = await runEvaluation({ ...base, store: new ResultsStore(await tempDir()), workers: 2 });
     assert.deepEqual(deterministic(two), deterministic(one));
+  });
+});
+
+describe("--perturb: the input features moved at float-rounding scale", () => {
+  it("is seeded per utterance, of the asked size, and size 0 is the identity", () => {
+    const mel = Float32Array.from({ length: 1000 }, (_, i) => Math.sin(i) - 0.5);
+    const a = perturbFeatures(mel, { size: 1e-6, seed: 1 }, "u1");
+    assert.deepEqual(a, perturbFeatures(mel, { size: 1e-6, seed: 1 }, "u1"));
+    assert.notDeepEqual(a, perturbFeatures(mel, { size: 1e-6, seed: 2 }, "u1"));
+    assert.notDeepEqual(a, perturbFeatures(mel, { size: 1e-6, seed: 1 }, "u2"));
+    let sq = 0;
+    for (let i = 0; i < mel.length; i++) sq += ((a[i]! - mel[i]!) / mel[i]!) ** 2;
+    const rms = Math.sqrt(sq / mel.length);
+    assert.ok(rms > 0.5e-6 && rms < 2e-6, `relative rms ${rms}`);
+    assert.equal(perturbFeatures(mel, { size: 0, seed: 3 }, "u1"), mel);
+    assert.throws(() => parsePerturbation("-1"), /relative size/);
+  });
+
+  it("a run with size 0 reproduces the unperturbed run exactly, under its own run key", async () => {
+    const transcriber = await Transcriber.load(await syntheticModel({ dModel: 32, heads: 2, layers: 1, seed: 5 }), { threads: 1, maxNewTokens: 8 });
+    try {
+      const { utterances } = await miniSplit(4);
+      const store = new ResultsStore(await tempDir());
+      const base = { transcriber, modelName: "synthetic", recipe: { id: "fp32", options: {} }, split: "mini", utterances, store };
+      const plain = await runEvaluation(base);
+      const zero = await runEvaluation({ ...base, perturb: { size: 0, seed: 1 }, conditions: { perturb: "0:1" } });
+      assert.notEqual(zero.key, plain.key);
+      const texts = async (key: string) => [...(await store.finishedUtterances(key)).values()].map((r) => r.hypothesis);
+      assert.deepEqual(await texts(zero.key), await texts(plain.key));
+    } finally {
+      await transcriber.close();
+    }
   });
 });

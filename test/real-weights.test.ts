@@ -7,7 +7,9 @@ import assert from "node:assert/strict";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, it } from "node:test";
+import { loadAudio } from "../src/audio/decode.js";
 import { Transcriber } from "../src/asr/transcriber.js";
+import { perturbFeatures } from "../src/eval/perturb.js";
 import { EnglishTextNormalizer } from "../src/eval/normalizers.js";
 import { align, errorRate, words } from "../src/eval/wer.js";
 import { buildManifest } from "../src/hub/librispeech.js";
@@ -59,5 +61,26 @@ describe("real whisper-tiny.en", { skip: missing }, () => {
     }
     assert.equal(total, 58);
     assert.equal(errors, 4, `WER ${errorRate({ substitutions: errors, deletions: 0, insertions: 0, hits: 0, referenceLength: total })}`);
+  });
+
+  it("fp32 transcripts stay the same under a 1e-6 perturbation of the input features (16 utterances)", async () => {
+    const transcriber = await Transcriber.load(MODEL, { threads: 2 });
+    let same = 0;
+    let total = 0;
+    try {
+      for (const split of ["test-clean", "train-clean-5"]) {
+        for (const u of await buildManifest(LIBRISPEECH, split)) {
+          const audio = await loadAudio(u.path);
+          const plain = await transcriber.transcribe(audio);
+          const moved = await transcriber.transcribe(audio, {}, (mel) => perturbFeatures(mel, { size: 1e-6, seed: 1 }, u.id));
+          total++;
+          if (plain.text === moved.text) same++;
+        }
+      }
+    } finally {
+      await transcriber.close();
+    }
+    assert.equal(total, 16);
+    assert.ok(same / total >= 0.95, `${same} of ${total} unchanged`);
   });
 });

@@ -73,8 +73,10 @@ export class Transcriber {
   }
 
   /** Transcribe 16 kHz mono samples (at most 30 s are used, as in the study's pipeline). */
-  async transcribe(audio: Float32Array, options: GreedyOptions = {}): Promise<Transcription> {
-    const mel = logMelSpectrogram(audio, this.config.numMelBins);
+  /** `transformFeatures`: applied to the log-mel features before decoding (a perturbation study). */
+  async transcribe(audio: Float32Array, options: GreedyOptions = {}, transformFeatures?: (mel: Float32Array) => Float32Array): Promise<Transcription> {
+    const computed = logMelSpectrogram(audio, this.config.numMelBins);
+    const mel = transformFeatures ? transformFeatures(computed) : computed;
     const result = await this.decodeFeatures(mel, options);
     return {
       text: this.tokenizer.decode(result.tokens).trim(),

@@ -8,6 +8,7 @@ import { Transcriber } from "../asr/transcriber.js";
 import { prepareJob, readGrid, runJob, splitCalibration, type EvalJob } from "../eval/jobs.js";
 import { compareRuns, comparisonMarkdown } from "../eval/compare.js";
 import { parseNoise } from "../eval/noise.js";
+import { parsePerturbation } from "../eval/perturb.js";
 import { ResultsStore } from "../eval/results-store.js";
 import { mergeStores } from "../eval/runner.js";
 import { parseShard, type Selection } from "../eval/splits.js";
@@ -125,7 +126,16 @@ async function evaluate(command: "eval" | "grid", o: Record<string, any>, raw: s
   if (command === "grid") jobs = await readGrid(o.config);
   else {
     const selection: Selection = { full: o.full ?? false, ...(o.limit !== undefined ? { limit: o.limit } : {}) };
-    jobs = [{ model: o.model, recipe: o.recipe, split: o.split, selection, ...(o.noise ? { noise: parseNoise(o.noise) } : {}) }];
+    jobs = [
+      {
+        model: o.model,
+        recipe: o.recipe,
+        split: o.split,
+        selection,
+        ...(o.noise ? { noise: parseNoise(o.noise) } : {}),
+        ...(o.perturb !== undefined ? { perturb: { size: o.perturb, seed: o.perturbSeed } } : {}),
+      },
+    ];
   }
   const workers: number = o.workers;
   const processes: number = o.workerProcesses ?? 1;
@@ -396,6 +406,12 @@ export const COMMANDS: CommandSpec[] = [
       { flags: "--limit <n>", description: "the first N utterances of the evaluation part", parse: positiveInt },
       { flags: "--full", description: "evaluate every utterance, the 10 % calibration part too" },
       { flags: "--noise <kind:snr>", description: "white:<dB> or babble:<dB> mixed into the audio (seeded)" },
+      {
+        flags: "--perturb <size>",
+        description: "move the input features by this relative amount (e.g. 1e-6: the recipe's numerical noise floor)",
+        parse: (v) => parsePerturbation(v).size,
+      },
+      { flags: "--perturb-seed <k>", description: "the perturbation's seed", default: 0, parse: (v) => (v === "0" ? 0 : positiveInt(v)) },
       ...EVALUATION,
     ],
     example: "ptq eval --model data/models/whisper-tiny.en --split test-clean --recipe hqq/4 --workers 2",

@@ -14,6 +14,7 @@ import { findRecipe, type RecipeOptions } from "../recipes/catalog.js";
 import { calibrateActivations } from "../asr/calibrate.js";
 import { resolveModelDir } from "../hub/fetch-model.js";
 import { readJson } from "../util/fs.js";
+import type { Perturbation } from "./perturb.js";
 import { babble, babbleTalkers, mixAtSnr, parseNoise, seedOf, whiteNoise, type NoiseSpec } from "./noise.js";
 import type { ResultsStore } from "./results-store.js";
 import { runEvaluation, type Progress, type RunOutcome } from "./runner.js";
@@ -30,6 +31,8 @@ export interface EvalJob {
   selection?: Omit<Selection, "shard">;
   shard?: Selection["shard"];
   noise?: NoiseSpec;
+  /** Input features moved by a seeded relative amount (the recipe's numerical noise floor). */
+  perturb?: Perturbation;
   workers?: number;
   /** Worker processes sharing the store (ptq eval|grid --workers K), this one among them. */
   processes?: number;
@@ -135,7 +138,10 @@ export async function runJob(job: EvalJob, context: JobContext): Promise<RunOutc
     transcriber = await Transcriber.load(modelDir, { ...context.transcriberOptions, onnxDir });
     context.transcribers?.set(cacheKey, transcriber);
   }
-  const conditions: Record<string, unknown> = job.noise ? { noise: `${job.noise.kind}:${job.noise.snrDb}` } : {};
+  const conditions: Record<string, unknown> = {
+    ...(job.noise ? { noise: `${job.noise.kind}:${job.noise.snrDb}` } : {}),
+    ...(job.perturb ? { perturb: `${job.perturb.size}:${job.perturb.seed}` } : {}),
+  };
   try {
     return await runEvaluation({
       transcriber,
@@ -150,6 +156,7 @@ export async function runJob(job: EvalJob, context: JobContext): Promise<RunOutc
       conditions,
       ...(job.shard ? { shard: job.shard } : {}),
       ...(job.noise ? { transformAudio: noiseTransform(job.noise, manifest) } : {}),
+      ...(job.perturb ? { perturb: job.perturb } : {}),
       ...(context.onProgress ? { onProgress: (p: Progress) => context.onProgress!(job, p) } : {}),
     });
   } finally {

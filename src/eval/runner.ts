@@ -14,6 +14,7 @@ import { KitError } from "../util/errors.js";
 import { repoRoot } from "../util/fs.js";
 import { EnglishTextNormalizer } from "./normalizers.js";
 import { werInterval, type UtteranceCounts } from "./bootstrap.js";
+import { perturbFeatures, type Perturbation } from "./perturb.js";
 import { type ResultsStore, runKey, type ModelSize, type RunIntervals, type RunSpec, type RunSummary, type UtteranceResult } from "./results-store.js";
 import type { ModelManifest } from "../model/build.js";
 import { numericsRevision } from "../recipes/catalog.js";
@@ -37,6 +38,8 @@ export interface EvalRequest {
   conditions?: Record<string, unknown>;
   /** Audio transform applied before features (noise mixing); describe it in `conditions`. */
   transformAudio?: (audio: Float32Array, utterance: Utterance) => Float32Array | Promise<Float32Array>;
+  /** Input features moved at float-rounding scale (describe it in `conditions`). */
+  perturb?: Perturbation;
   onProgress?: (p: Progress) => void;
 }
 
@@ -192,7 +195,8 @@ export async function runEvaluation(request: EvalRequest): Promise<RunOutcome> {
       );
     }
     if (request.transformAudio) audio = await request.transformAudio(audio, u);
-    return { audio, result: await request.transcriber.transcribe(audio) };
+    const perturb = request.perturb;
+    return { audio, result: await request.transcriber.transcribe(audio, {}, perturb ? (mel) => perturbFeatures(mel, perturb, u.id) : undefined) };
   };
 
   resetPeakRss(); // the peak of this run: the loaded model plus what evaluating it takes

@@ -1,0 +1,35 @@
+/**
+ * The numerical noise floor of a recipe: the input features multiplied by (1 + size * N(0, 1)),
+ * seeded per utterance, so a run can be repeated at float-rounding scale (size 1e-6). Dynamic
+ * activation quantization turns such noise into different transcripts; the spread over a few
+ * seeds is the resolution at which recipes can be ranked.
+ */
+import { seededRandom } from "./bootstrap.js";
+import { seedOf } from "./noise.js";
+
+export interface Perturbation {
+  size: number; // relative, e.g. 1e-6; 0 leaves the features exactly as they are
+  seed: number;
+}
+
+/** A copy of the log-mel features with each value moved by its own seeded relative amount. */
+export function perturbFeatures(mel: Float32Array, p: Perturbation, utteranceId: string): Float32Array {
+  if (p.size === 0) return mel;
+  const random = seededRandom(seedOf(`perturb:${p.seed}:${utteranceId}`));
+  const out = new Float32Array(mel.length);
+  for (let i = 0; i < mel.length; i += 2) {
+    // Box-Muller: two standard normals from two uniforms.
+    const r = Math.sqrt(-2 * Math.log(1 - random()));
+    const t = 2 * Math.PI * random();
+    out[i] = mel[i]! * (1 + p.size * r * Math.cos(t));
+    if (i + 1 < mel.length) out[i + 1] = mel[i + 1]! * (1 + p.size * r * Math.sin(t));
+  }
+  return out;
+}
+
+/** "1e-6" or "1e-6:3" (size, seed) as `--perturb` and grid files take it. */
+export function parsePerturbation(size: string, seed = 0): Perturbation {
+  const n = Number(size);
+  if (!Number.isFinite(n) || n < 0 || n >= 1) throw new Error(`expects a relative size from 0 to below 1 (e.g. 1e-6), got '${size}'`);
+  return { size: n, seed };
+}
