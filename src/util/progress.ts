@@ -2,6 +2,8 @@
  * Progress of a long step a user waits for: on a terminal one live line (rewritten in place), in a
  * log a plain line every `everyPercent` percent, so `make reproduce > log` stays readable.
  */
+import { writeSync } from "node:fs";
+
 export interface ProgressOptions {
   stream?: NodeJS.WriteStream; // default stderr
   everyPercent?: number; // log mode: one line per this many percent (default 5)
@@ -38,25 +40,36 @@ export function progress(label: string, options: ProgressOptions = {}): Progress
   const every = options.everyPercent ?? 5;
   const unit = options.unit ?? "items";
   const started = performance.now();
+  // Log lines go straight to file descriptor 2 when the stream is stderr: inside a notebook kernel
+  // (tslab) a burst of stderr writes fails ("Socket is busy writing"), while fd 2 reaches the log
+  // of `make reproduce` all the same.
+  const writeLine = (text: string) => (stream === process.stderr ? writeSync(2, text) : stream.write(text));
   let lastStep = -1;
+  let lastWrite = -Infinity;
   let live = false;
   return {
     update(done, total, detail) {
-      const text = progressText(label, done, total, (performance.now() - started) / 1000, unit, detail);
+      // At most one write per interval (and always the last): a notebook kernel forwards each write as a message.
+      const now = performance.now();
+      const finished = total > 0 && done >= total;
+      if (!finished && now - lastWrite < (stream.isTTY ? 100 : 1000)) return;
+      const text = progressText(label, done, total, (now - started) / 1000, unit, detail);
       if (stream.isTTY) {
         stream.write(`\r${text}\x1b[K`);
+        lastWrite = now;
         live = true;
         return;
       }
       const step = total > 0 ? Math.floor((100 * done) / total / every) : 0;
       if (step > lastStep) {
         lastStep = step;
-        stream.write(`${text}\n`);
+        lastWrite = now;
+        writeLine(`${text}\n`);
       }
     },
     done(detail) {
       if (live) stream.write("\n");
-      if (detail) stream.write(`${label}: ${detail}\n`);
+      if (detail) writeLine(`${label}: ${detail}\n`);
     },
   };
 }
