@@ -77,7 +77,16 @@ def load(model_dir, recipe, processor, calibration):
     if recipe.startswith("bnb/"):
         from transformers import BitsAndBytesConfig
 
-        return WhisperForConditionalGeneration.from_pretrained(model_dir, dtype=torch.float32, device_map="cpu", quantization_config=BitsAndBytesConfig(**BNB[recipe])).eval()
+        import bitsandbytes as bnb
+
+        model = WhisperForConditionalGeneration.from_pretrained(model_dir, dtype=torch.float32, device_map="cpu", quantization_config=BitsAndBytesConfig(**BNB[recipe])).eval()
+        # On a CPU with AVX512-BF16, bitsandbytes repacks 4-bit weights at the first forward and
+        # computes in bfloat16 (absmax too): a path of that hardware alone. Off, it dequantizes in
+        # float32 and multiplies in float32, as on CUDA with compute_dtype float32 and on other CPUs.
+        for m in model.modules():
+            if isinstance(m, bnb.nn.Linear4bit):
+                m.support_avx512bf16_for_cpu = False
+        return model
     model = WhisperForConditionalGeneration.from_pretrained(model_dir, dtype=torch.float32).eval()
     if recipe == "fp32":
         return model
