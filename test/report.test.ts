@@ -215,6 +215,6 @@ describe("report", () => {
         },
       ],
     };
-    assert.deepEqual(firstError(kitError as never), { cell: 1, firstLine: "await run()", error: "KitError: no split 'x' under y" });
+    assert.deepEqual(firstError(kitError as never), { cell: 1, firstLine: "await run()", error: "KitError: no split 'x' under y\n  file: y/x" });
   });
 });

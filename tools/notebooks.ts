@@ -88,6 +88,14 @@ interface ExecutedNotebook {
 }
 
 /** The first failing cell of an executed notebook: 1-based index among all cells, and its error. */
+/** The error's whole message from a stack trace: its first line and what follows up to the first frame (a KitError's file, field and fix). */
+function errorMessage(lines: string[]): string {
+  const start = lines.findIndex((l) => /^\w*(Error|Exception)\b/.test(l));
+  if (start < 0) return lines.slice(0, 5).join(" | ");
+  const end = lines.findIndex((l, i) => i > start && /^\s+at /.test(l));
+  return lines.slice(start, end < 0 ? start + 6 : end).join("\n");
+}
+
 export function firstError(nb: ExecutedNotebook): { cell: number; firstLine: string; error: string } | null {
   for (const [i, cell] of nb.cells.entries()) {
     const err = cell.outputs?.find((o) => o.output_type === "error");
@@ -103,7 +111,7 @@ export function firstError(nb: ExecutedNotebook): { cell: number; firstLine: str
       return {
         cell: i + 1,
         firstLine: cell.source.join("").split("\n")[0]!.slice(0, 100),
-        error: lines.find((l) => /^\w*(Error|Exception)\b/.test(l)) ?? lines.slice(0, 5).join(" | "),
+        error: errorMessage(lines),
       };
     }
     if (err) {
