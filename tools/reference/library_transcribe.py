@@ -108,17 +108,18 @@ def load(model_dir, recipe, processor, calibration):
                 greedy(model, features_of(processor, path))
         return convert(model, inplace=True)
     if recipe.startswith("quanto/"):
-        from optimum.quanto import Calibration, freeze, quantize
+        from optimum.quanto import Calibration, freeze, qint2, quantize
 
+        qtypes = {**QTYPES, "w2": qint2}
         spec = recipe.split("/")[1]
         weights, _, activations = spec.partition("a")
         if activations:
-            quantize(model, weights=QTYPES[weights], activations=QTYPES["a" + activations])
+            quantize(model, weights=qtypes[weights], activations=qtypes["a" + activations])
             with torch.no_grad(), Calibration(momentum=0.9):
                 for _, path in calibration:
                     greedy(model, features_of(processor, path))
         else:
-            quantize(model, weights=QTYPES[weights])
+            quantize(model, weights=qtypes[weights])
         freeze(model)
         return model
     if recipe.startswith("hqq/"):
