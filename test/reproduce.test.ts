@@ -8,29 +8,20 @@ import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { createHash } from "node:crypto";
 import { existsSync, readdirSync, statSync } from "node:fs";
-import { readdir, readFile, writeFile } from "node:fs/promises";
+import { writeFile } from "node:fs/promises";
 import { createServer } from "node:net";
 import { join, relative } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { HubMirror } from "./support/hub-mirror.js";
 import { StaticServer } from "./support/static-server.js";
-import { tarGz, type TarInput } from "./support/tar-writer.js";
+import { splitEntries, tarGz } from "./support/tar-writer.js";
 import { LIBRISPEECH, ROOT, syntheticModel, tempDir } from "./support/env.js";
 
 const CLI = join(ROOT, "build", "src", "cli.js");
 const ARCHIVE = "/resources/12/train-clean-5.tar.gz";
 
 async function splitArchive(split: string): Promise<Uint8Array> {
-  const entries: TarInput[] = [];
-  const walk = async (dir: string) => {
-    for (const e of (await readdir(dir, { withFileTypes: true })).sort((a, b) => (a.name < b.name ? -1 : 1))) {
-      const full = join(dir, e.name);
-      if (e.isDirectory()) await walk(full);
-      else entries.push({ name: `LibriSpeech/${relative(LIBRISPEECH, full)}`, data: await readFile(full) });
-    }
-  };
-  await walk(join(LIBRISPEECH, split));
-  return tarGz(entries);
+  return tarGz(await splitEntries(LIBRISPEECH, split));
 }
 
 /** A port nothing listens on: bound, then released. */

@@ -9,28 +9,19 @@
  */
 import { spawn } from "node:child_process";
 import { createHash } from "node:crypto";
-import { mkdir, readdir, readFile, rm, writeFile } from "node:fs/promises";
-import { join, relative, resolve } from "node:path";
+import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
+import { join, resolve } from "node:path";
 import { writeSyntheticWhisper, BUNDLED_ASSETS } from "../src/model/synthetic.js";
 import { repoRoot } from "../src/util/fs.js";
 import { HubMirror } from "../test/support/hub-mirror.js";
 import { StaticServer } from "../test/support/static-server.js";
-import { tarGz, type TarInput } from "../test/support/tar-writer.js";
+import { splitEntries, tarGz } from "../test/support/tar-writer.js";
 
 const SPLIT = "train-clean-5";
 const MODEL = "kit-smoke/whisper-synthetic";
 
 async function splitArchive(libri: string, split: string): Promise<Uint8Array> {
-  const entries: TarInput[] = [{ name: "LibriSpeech/LICENSE.TXT", data: await readFile(join(libri, "LICENSE.TXT")) }];
-  const walk = async (dir: string) => {
-    for (const e of (await readdir(dir, { withFileTypes: true })).sort((a, b) => (a.name < b.name ? -1 : 1))) {
-      const full = join(dir, e.name);
-      if (e.isDirectory()) await walk(full);
-      else entries.push({ name: `LibriSpeech/${relative(libri, full)}`, data: await readFile(full) });
-    }
-  };
-  await walk(join(libri, split));
-  return tarGz(entries);
+  return tarGz([{ name: "LibriSpeech/LICENSE.TXT", data: await readFile(join(libri, "LICENSE.TXT")) }, ...(await splitEntries(libri, split))]);
 }
 
 async function main(dir: string): Promise<number> {

@@ -41,3 +41,19 @@ export function tarGz(entries: TarInput[], options: { truncate?: boolean } = {})
   if (options.truncate) tar = tar.subarray(0, Math.floor(tar.length / 2));
   return gzipSync(tar);
 }
+
+/** The entries of a LibriSpeech split folder as its archive holds them (LibriSpeech/<split>/...), sorted. */
+export async function splitEntries(libri: string, split: string): Promise<TarInput[]> {
+  const { readdir, readFile } = await import("node:fs/promises");
+  const { join, relative } = await import("node:path");
+  const entries: TarInput[] = [];
+  const walk = async (dir: string) => {
+    for (const e of (await readdir(dir, { withFileTypes: true })).sort((a, b) => (a.name < b.name ? -1 : 1))) {
+      const full = join(dir, e.name);
+      if (e.isDirectory()) await walk(full);
+      else entries.push({ name: `LibriSpeech/${relative(libri, full)}`, data: await readFile(full) });
+    }
+  };
+  await walk(join(libri, split));
+  return entries;
+}
