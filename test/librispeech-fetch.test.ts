@@ -2,26 +2,17 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { readdir, readFile, stat } from "node:fs/promises";
-import { join, relative } from "node:path";
+import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { extractTarGz } from "../src/hub/archive.js";
 import { buildManifest, fetchLibriSpeech } from "../src/hub/librispeech.js";
 import { KitError } from "../src/util/errors.js";
 import { LIBRISPEECH, tempDir } from "./support/env.js";
 import { StaticServer } from "./support/static-server.js";
-import { tarGz, type TarInput } from "./support/tar-writer.js";
+import { splitEntries as libriSpeechEntries, tarGz, type TarInput } from "./support/tar-writer.js";
 
 async function splitEntries(split: string): Promise<TarInput[]> {
-  const entries: TarInput[] = [{ name: "LibriSpeech/README.TXT", data: new TextEncoder().encode("test archive\n") }];
-  const walk = async (dir: string) => {
-    for (const e of (await readdir(dir, { withFileTypes: true })).sort((a, b) => (a.name < b.name ? -1 : 1))) {
-      const full = join(dir, e.name);
-      if (e.isDirectory()) await walk(full);
-      else entries.push({ name: `LibriSpeech/${relative(LIBRISPEECH, full)}`, data: await readFile(full) });
-    }
-  };
-  await walk(join(LIBRISPEECH, split));
-  return entries;
+  return [{ name: "LibriSpeech/README.TXT", data: new TextEncoder().encode("test archive\n") }, ...(await libriSpeechEntries(LIBRISPEECH, split))];
 }
 
 const sums = (bytes: Uint8Array) => ({ md5: createHash("md5").update(bytes).digest("hex"), sha256: createHash("sha256").update(bytes).digest("hex") });

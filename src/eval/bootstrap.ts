@@ -3,6 +3,7 @@
  * and the paired difference of two systems on the same utterances. Seeded, so a table is
  * reproducible. Pure functions over per-utterance counts.
  */
+import { seededRandom } from "../model/synthetic.js";
 
 /** Per utterance: word edits (S + D + I) and reference words. */
 export interface UtteranceCounts {
@@ -21,17 +22,8 @@ export interface PairedDifference extends Interval {
   p: number;
 }
 
-/** mulberry32: a small, well-mixed 32-bit generator; enough for resampling indices. */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+// The kit's one seeded generator (mulberry32), re-exported for the statistics' users.
+export { seededRandom };
 
 function quantile(sorted: Float64Array, q: number): number {
   const pos = (sorted.length - 1) * q;

@@ -4,7 +4,7 @@
  * activation quantization turns such noise into different transcripts; the spread over a few
  * seeds is the resolution at which recipes can be ranked.
  */
-import { seededRandom } from "./bootstrap.js";
+import { seededNormal } from "../model/synthetic.js";
 import { seedOf } from "./noise.js";
 
 export interface Perturbation {
@@ -15,15 +15,9 @@ export interface Perturbation {
 /** A copy of the log-mel features with each value moved by its own seeded relative amount. */
 export function perturbFeatures(mel: Float32Array, p: Perturbation, utteranceId: string): Float32Array {
   if (p.size === 0) return mel;
-  const random = seededRandom(seedOf(`perturb:${p.seed}:${utteranceId}`));
+  const normal = seededNormal(seedOf(`perturb:${p.seed}:${utteranceId}`));
   const out = new Float32Array(mel.length);
-  for (let i = 0; i < mel.length; i += 2) {
-    // Box-Muller: two standard normals from two uniforms.
-    const r = Math.sqrt(-2 * Math.log(1 - random()));
-    const t = 2 * Math.PI * random();
-    out[i] = mel[i]! * (1 + p.size * r * Math.cos(t));
-    if (i + 1 < mel.length) out[i + 1] = mel[i + 1]! * (1 + p.size * r * Math.sin(t));
-  }
+  for (let i = 0; i < mel.length; i++) out[i] = mel[i]! * (1 + p.size * normal());
   return out;
 }
 
