@@ -11,7 +11,7 @@ export ONNXRUNTIME_NODE_INSTALL := skip
 LIBRISPEECH_DIR ?=
 HUB_URL ?=
 
-.PHONY: all install build test test-data lint format reproduce run-notebooks prepare smoke kernel system-deps notebooks clean bench bench-foundation import-models peers-env
+.PHONY: all install build test test-data lint format reproduce run-notebooks prepare smoke kernel system-deps lab lab-install lab-test notebooks clean bench bench-foundation import-models peers-env
 
 # Notebooks: where executed copies and outputs go, and which chapters run (NOTEBOOKS=03 05 for two).
 EXECUTED_DIR ?= data/executed
@@ -59,9 +59,10 @@ test-data: build
 
 # The study, headless: every notebook in order, executed copies in EXECUTED_DIR, tables and figures
 # in FIGURES_DIR, results (resumable) in data/results. MODELS, SPLITS, LIMIT, RECIPES, MODEL_DIR,
-# LIBRISPEECH_DIR, HUB_URL, CALIBRATION_LIMIT reach the notebooks through the environment.
+# LIBRISPEECH_DIR, HUB_URL, CALIBRATION_LIMIT, CALIBRATION_SIZES (chapter 04), PERTURB (size:seed
+# reruns for the noise floor) reach the notebooks through the environment.
 # Models and splits are downloaded on first use (verified, resumable, with progress).
-export MODELS SPLITS LIMIT RECIPES MODEL_DIR HUB_URL CALIBRATION_LIMIT THREADS LIBRISPEECH_DIR LIBRISPEECH_MIRROR LIBRISPEECH_CHECKSUMS
+export MODELS SPLITS LIMIT RECIPES MODEL_DIR HUB_URL CALIBRATION_LIMIT CALIBRATION_SIZES PERTURB THREADS LIBRISPEECH_DIR LIBRISPEECH_MIRROR LIBRISPEECH_CHECKSUMS
 reproduce: build kernel system-deps
 	$(MAKE) --no-print-directory run-notebooks
 
@@ -88,6 +89,28 @@ notebooks: build
 kernel: install
 	mkdir -p $(dir $(KERNEL_JSON))
 	printf '{"argv": ["%s/node_modules/.bin/tslab", "kernel", "--config-path", "{connection_file}"], "display_name": "TypeScript (tslab)", "language": "typescript"}\n' "$(CURDIR)" > $(KERNEL_JSON)
+
+# Stepping through the notebooks: JupyterLab in a project-local environment (data/lab/venv, never
+# the user's global Python; installed once, then offline), the tslab kernel registered for this
+# checkout, a server on localhost with notebooks/ open (LAB_PORT to choose the port).
+LAB_VENV := data/lab/venv
+LAB_STAMP := $(LAB_VENV)/.installed
+$(LAB_STAMP): tools/lab/requirements.txt
+	@/usr/bin/python3 -m venv --help > /dev/null 2>&1 && /usr/bin/python3 -c 'import ensurepip' 2> /dev/null || { \
+	  $(SUDO) apt-get update && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y --no-install-recommends python3-venv; }
+	rm -rf $(LAB_VENV)
+	/usr/bin/python3 -m venv $(LAB_VENV)
+	echo '{"type": "commonjs"}' > $(dir $(LAB_VENV))package.json # JupyterLab's node scripts are CommonJS; the kit's package.json says module
+	$(LAB_VENV)/bin/pip install --quiet --disable-pip-version-check -r tools/lab/requirements.txt
+	touch $@
+lab-install: $(LAB_STAMP)
+lab: build kernel lab-install
+	$(NODE) build/tools/lab/lab.js serve
+# The browser test: chapters 00, 02 and 01 (smoke mode) run through JupyterLab's UI in Chromium;
+# screenshots in LAB_TEST_DIR.
+LAB_TEST_DIR ?= data/lab-test
+lab-test: build kernel system-deps lab-install
+	$(NODE) build/tools/lab/lab.js test $(LAB_TEST_DIR)
 
 # Debian packages: Jupyter's headless executor for the notebooks, Chromium and a font (Chromium
 # depends on none) for PNG/SVG figures.

@@ -85,7 +85,10 @@ describe("each quantized linear layer in onnxruntime", () => {
             ? emitMatMulNBits(g, "x", "y", "layer", q, w.rows, w.cols)
             : path === "MatMulBnb4"
               ? emitMatMulBnb4(g, "x", "y", "layer", q, packBnb4(q.codes), recipe.id.includes("fp4") ? "fp4" : "nf4", w.rows, w.cols, dq)
-              : emitDequantized(g, "x", "y", "layer", q, w.rows, w.cols, recipe.fp16Compute ?? false),
+              : emitDequantized(g, "x", "y", "layer", q, w.rows, w.cols, {
+                  fp16Compute: recipe.fp16Compute ?? false,
+                  doubleQuant: recipe.doubleQuant ?? false,
+                }),
         x,
         rows,
         w.cols,

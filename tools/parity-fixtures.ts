@@ -14,7 +14,7 @@ import { createHash } from "node:crypto";
 import { readdirSync, readFileSync, writeFileSync, mkdirSync, existsSync } from "node:fs";
 import { join } from "node:path";
 import { SafetensorsFile } from "../src/model/safetensors.js";
-import { codesAsInt16, LIBRARY_CONFIGS } from "../test/support/library-configs.js";
+import { codesAsInt16, float32Sha256, LIBRARY_CONFIGS } from "../test/support/library-configs.js";
 
 interface Difference {
   index: number; // element of the weight, row-major
@@ -27,7 +27,15 @@ export interface LayerFixture {
   shape: [number, number];
   configs: Record<
     string,
-    { sha256: string; differences: Difference[]; groupSize?: number; libraryZero?: Record<string, number>; libraryScale?: Record<string, number> }
+    {
+      sha256: string;
+      differences: Difference[];
+      scaleSha256?: string;
+      scaleDifferences?: Array<{ index: number; library: number }>;
+      groupSize?: number;
+      libraryZero?: Record<string, number>;
+      libraryScale?: Record<string, number>;
+    }
   >;
 }
 
@@ -62,6 +70,15 @@ async function main(codesDir: string, modelsDir: string, outDir: string): Promis
         const entry: LayerFixture["configs"][string] = { sha256: createHash("sha256").update(codesAsInt16(lib)).digest("hex"), differences };
         const zero = readFloat32(join(dir, `${config.name}.zero`));
         const scale = readFloat32(join(dir, `${config.name}.scale`));
+        let scaleNote = "";
+        if (config.dequantScales && scale) {
+          // the library's absmax, and where the kit's differs (double quantization: bitsandbytes' CPU kernel misses the nearest 8-bit code there)
+          entry.scaleSha256 = float32Sha256(scale);
+          const kitScales = config.dequantScales(q);
+          entry.scaleDifferences = [];
+          for (let i = 0; i < scale.length; i++) if (kitScales[i] !== scale[i]) entry.scaleDifferences.push({ index: i, library: scale[i]! });
+          scaleNote = `, absmax ${scale.length - entry.scaleDifferences.length}/${scale.length} identical`;
+        }
         if (config.name.startsWith("hqq") && differences.length > 0 && zero && scale) {
           // The library's zero and step of each group holding a difference: the test explains each difference from them.
           entry.groupSize = 64;
@@ -75,7 +92,7 @@ async function main(codesDir: string, modelsDir: string, outDir: string): Promis
         }
         fixture.configs[config.name] = entry;
         const pct = (100 * (lib.length - differences.length)) / lib.length;
-        console.log(`${model} ${layer} ${config.name}: ${lib.length - differences.length}/${lib.length} identical (${pct.toFixed(4)} %)`);
+        console.log(`${model} ${layer} ${config.name}: ${lib.length - differences.length}/${lib.length} identical (${pct.toFixed(4)} %)${scaleNote}`);
       }
       layers.push(fixture);
     }

@@ -11,6 +11,7 @@ import { spawn } from "node:child_process";
 import { createHash } from "node:crypto";
 import { mkdir, readFile, rm, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
 import { writeSyntheticWhisper, BUNDLED_ASSETS } from "../src/model/synthetic.js";
 import { repoRoot } from "../src/util/fs.js";
 import { HubMirror } from "../test/support/hub-mirror.js";
@@ -24,7 +25,14 @@ async function splitArchive(libri: string, split: string): Promise<Uint8Array> {
   return tarGz([{ name: "LibriSpeech/LICENSE.TXT", data: await readFile(join(libri, "LICENSE.TXT")) }, ...(await splitEntries(libri, split))]);
 }
 
-async function main(dir: string): Promise<number> {
+export interface SmokeServices {
+  /** The environment a smoke run gives the notebooks: the loopback hub and mirror, an empty data folder under `dir`. */
+  env: Record<string, string>;
+  stop(): Promise<void>;
+}
+
+/** The loopback hub (a random-weight Whisper) and OpenSLR mirror (the bundled utterances) a smoke run downloads from. */
+export async function startSmokeServices(dir: string): Promise<SmokeServices> {
   dir = resolve(dir);
   await rm(dir, { recursive: true, force: true });
   await mkdir(dir, { recursive: true });
@@ -42,9 +50,8 @@ async function main(dir: string): Promise<number> {
   );
   await hub.start();
   await openslr.start();
-  try {
-    const env = {
-      ...process.env,
+  return {
+    env: {
       SMOKE: "1",
       MODELS: MODEL,
       SPLITS: SPLIT,
@@ -57,22 +64,34 @@ async function main(dir: string): Promise<number> {
       LIBRISPEECH_CHECKSUMS: checksums,
       PTQ_DATA_DIR: join(dir, "data"),
       RESULTS_DIR: join(dir, "data", "results"),
-    };
+    },
+    stop: async () => {
+      await hub.stop();
+      await openslr.stop();
+    },
+  };
+}
+
+async function main(dir: string): Promise<number> {
+  dir = resolve(dir);
+  const services = await startSmokeServices(dir);
+  try {
     const make = spawn("make", ["--no-print-directory", "run-notebooks", `EXECUTED_DIR=${join(dir, "notebooks")}`, `FIGURES_DIR=${join(dir, "figures")}`], {
       cwd: repoRoot(),
-      env,
+      env: { ...process.env, ...services.env },
       stdio: "inherit",
     });
     return await new Promise<number>((done) => make.on("exit", (code) => done(code ?? 1)));
   } finally {
-    await hub.stop();
-    await openslr.stop();
+    await services.stop();
   }
 }
 
-const target = process.argv[2];
-if (!target) {
-  console.error("usage: node build/tools/smoke.js <smoke dir>");
-  process.exit(2);
+if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  const target = process.argv[2];
+  if (!target) {
+    console.error("usage: node build/tools/smoke.js <smoke dir>");
+    process.exit(2);
+  }
+  process.exit(await main(target));
 }
-process.exit(await main(target));

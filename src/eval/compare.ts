@@ -3,6 +3,7 @@
  * split, conditions and utterances, with a paired bootstrap interval of the WER difference, its
  * p-value, Holm's correction across the recipes of one table, and the same without the utterances
  * on which either run hit the length limit (a runaway loop can move a WER by tens of points).
+ * Also each recipe's spread under input perturbation (`--perturb`): its numerical noise floor.
  */
 import { join } from "node:path";
 import { holm, pairedWerDifference, werInterval, type UtteranceCounts } from "./bootstrap.js";
@@ -12,6 +13,7 @@ import { readJsonl, type RunSummary, type UtteranceResult } from "./results-stor
 export const RUNAWAY_TOKENS = 440;
 
 export interface Comparison {
+  key: string; // the recipe's run
   model: string;
   split: string;
   conditions: string; // "" for clean audio
@@ -41,18 +43,23 @@ export interface CompareOptions {
   resamples?: number;
 }
 
-const shortName = (name: string) => name.replace(/\/+$/, "").split("/").pop() ?? name;
+/** A model's short name: the last component of its hub id or folder. */
+export function shortModelName(name: string): string {
+  return name.replace(/\/+$/, "").split("/").pop() ?? name;
+}
+const shortName = shortModelName;
 const counts = (r: UtteranceResult): UtteranceCounts => ({
   errors: r.words.substitutions + r.words.deletions + r.words.insertions,
   words: r.words.referenceLength,
 });
 
-interface LoadedRun {
+export interface LoadedRun {
   summary: RunSummary;
   records: Map<string, UtteranceResult>;
 }
 
-async function loadRuns(storeDir: string): Promise<LoadedRun[]> {
+/** Every run of a store (the latest summary per key) with its utterances. */
+export async function loadRuns(storeDir: string): Promise<LoadedRun[]> {
   const latest = new Map<string, RunSummary>();
   for (const s of (await readJsonl<RunSummary>(join(storeDir, "results.jsonl"))).records) latest.set(s.key, s);
   const runs: LoadedRun[] = [];
@@ -65,9 +72,13 @@ async function loadRuns(storeDir: string): Promise<LoadedRun[]> {
 
 /** Every recipe against the baseline, per model, split and conditions; Holm within each group. */
 export async function compareRuns(storeDir: string, options: CompareOptions = {}): Promise<Comparison[]> {
+  return compareLoadedRuns(await loadRuns(storeDir), options);
+}
+
+export function compareLoadedRuns(all: readonly LoadedRun[], options: CompareOptions = {}): Comparison[] {
   const baseline = options.baseline ?? "fp32";
   const bootstrap = { seed: options.seed ?? 1, resamples: options.resamples ?? 2000 };
-  const runs = (await loadRuns(storeDir)).filter(
+  const runs = all.filter(
     (r) => (!options.model || shortName(r.summary.spec.model.name) === shortName(options.model)) && (!options.split || r.summary.spec.split === options.split),
   );
   const groupOf = (r: LoadedRun) => JSON.stringify([shortName(r.summary.spec.model.name), r.summary.spec.split, r.summary.spec.conditions]);
@@ -96,6 +107,7 @@ export async function compareRuns(storeDir: string, options: CompareOptions = {}
       const w = werInterval(a, bootstrap);
       const s = run.summary.spec;
       rows.push({
+        key: run.summary.key,
         model: shortName(s.model.name),
         split: s.split,
         conditions: Object.entries(s.conditions)
@@ -146,4 +158,67 @@ export function comparisonMarkdown(rows: readonly Comparison[]): string {
     );
   }
   return lines.join("\n");
+}
+
+export interface PerturbationSpread {
+  key: string; // the unperturbed run
+  model: string;
+  split: string;
+  recipe: string;
+  utterances: number; // those every run of the group finished
+  wer: number; // the unperturbed run's, percent, on those utterances
+  /** Per perturbed run ("1e-06:1" = size:seed): its WER and the share of transcripts identical to the unperturbed run's. */
+  perturbed: Array<{ perturb: string; wer: number; identical: number }>;
+  werMin: number; // over the unperturbed and every perturbed run
+  werMax: number;
+  identicalMin: number; // the lowest share of identical transcripts, 0..1
+}
+
+/**
+ * Each recipe's noise floor: its unperturbed run beside its runs with perturbed input features (same
+ * model, split, recipe options and clean audio), on the utterances all of them finished.
+ */
+export function perturbationSpreads(all: readonly LoadedRun[]): PerturbationSpread[] {
+  const identity = (r: LoadedRun) => {
+    const s = r.summary.spec;
+    const { perturb: _, ...conditions } = s.conditions;
+    return JSON.stringify([shortName(s.model.name), s.split, s.recipe, conditions]);
+  };
+  const groups = new Map<string, LoadedRun[]>();
+  for (const r of all) groups.set(identity(r), [...(groups.get(identity(r)) ?? []), r]);
+  const out: PerturbationSpread[] = [];
+  for (const members of groups.values()) {
+    const base = members.find((r) => r.summary.spec.conditions.perturb === undefined);
+    const perturbed = members.filter((r) => r.summary.spec.conditions.perturb !== undefined);
+    if (!base || perturbed.length === 0 || Object.keys(base.summary.spec.conditions).length > 0) continue;
+    const ids = [...base.records.keys()].filter((id) => perturbed.every((r) => r.records.has(id)));
+    if (ids.length === 0) continue;
+    const werOf = (r: LoadedRun) => {
+      const c = ids.map((id) => counts(r.records.get(id)!));
+      const words = c.reduce((a, u) => a + u.words, 0);
+      return words ? (100 * c.reduce((a, u) => a + u.errors, 0)) / words : 0;
+    };
+    const runs = perturbed
+      .map((r) => ({
+        perturb: String(r.summary.spec.conditions.perturb),
+        wer: werOf(r),
+        identical: ids.filter((id) => r.records.get(id)!.hypothesis === base.records.get(id)!.hypothesis).length / ids.length,
+      }))
+      .sort((x, y) => x.perturb.localeCompare(y.perturb));
+    const wers = [werOf(base), ...runs.map((r) => r.wer)];
+    const s = base.summary.spec;
+    out.push({
+      key: base.summary.key,
+      model: shortName(s.model.name),
+      split: s.split,
+      recipe: s.recipe.id,
+      utterances: ids.length,
+      wer: wers[0]!,
+      perturbed: runs,
+      werMin: Math.min(...wers),
+      werMax: Math.max(...wers),
+      identicalMin: Math.min(...runs.map((r) => r.identical)),
+    });
+  }
+  return out;
 }

@@ -2,8 +2,11 @@
  * Evaluation jobs as users name them (model, recipe, split, selection, noise), and grids of them:
  * what `ptq eval` and `ptq grid` run. A grid is a JSON file:
  *   { "models": ["openai/whisper-small", "data/models/whisper-base"], "recipes": ["fp32"],
- *     "splits": ["test-clean", "test-other"], "limit": 100, "noise": ["white:10"] }
+ *     "splits": ["test-clean", "test-other"], "limit": 100, "noise": ["white:10"], "perturb": ["1e-6:1"] }
+ * Each noise condition and each perturbation ("size:seed") adds a run beside the clean one.
  */
+import { existsSync } from "node:fs";
+import { isAbsolute, join, relative, resolve } from "node:path";
 import { loadAudio } from "../audio/decode.js";
 import { Transcriber, type TranscriberOptions } from "../asr/transcriber.js";
 import { buildManifest, defaultLibriSpeechDir, type Utterance } from "../hub/librispeech.js";
@@ -13,12 +16,24 @@ import { ensureQuantizedModel, type CalibrationRun } from "../recipes/quantize-m
 import { findRecipe, type RecipeOptions } from "../recipes/catalog.js";
 import { calibrateActivations } from "../asr/calibrate.js";
 import { resolveModelDir } from "../hub/fetch-model.js";
-import { readJson } from "../util/fs.js";
-import type { Perturbation } from "./perturb.js";
+import { readJson, repoRoot } from "../util/fs.js";
+import { parsePerturbationSpec, type Perturbation } from "./perturb.js";
 import { babble, babbleTalkers, mixAtSnr, parseNoise, seedOf, whiteNoise, type NoiseSpec } from "./noise.js";
 import type { ResultsStore } from "./results-store.js";
 import { runEvaluation, type Progress, type RunOutcome } from "./runner.js";
 import { calibrationPart, evaluationPart, type Selection } from "./splits.js";
+
+/**
+ * The model as the results store names it: a folder inside this checkout by its path from the
+ * checkout's root, so that the CLI (run from the root) and the notebooks (run from notebooks/, with
+ * absolute paths) share runs, and a store resumes in another checkout; anything else as given.
+ */
+export function storeModelName(model: string): string {
+  const folder = resolve(model);
+  if (!existsSync(join(folder, "config.json"))) return model;
+  const fromRoot = relative(repoRoot(), folder);
+  return fromRoot && !fromRoot.startsWith("..") && !isAbsolute(fromRoot) ? fromRoot : model;
+}
 
 /** Recipes that can run (the catalog lists more; see `ptq recipes`). */
 export const RECIPES_AVAILABLE = RECIPES.filter((r) => r.id === "fp32" || r.quantize).map((r) => r.id);
@@ -145,7 +160,7 @@ export async function runJob(job: EvalJob, context: JobContext): Promise<RunOutc
   try {
     return await runEvaluation({
       transcriber,
-      modelName: job.model,
+      modelName: storeModelName(job.model),
       recipe: { id: job.recipe, options: recipeSpec(transcriber) },
       split: job.split,
       utterances,
@@ -169,6 +184,7 @@ interface GridFile {
   recipes?: unknown;
   splits?: unknown;
   noise?: unknown;
+  perturb?: unknown;
   limit?: unknown;
   full?: unknown;
   librispeechDir?: unknown;
@@ -190,6 +206,13 @@ export async function readGrid(file: string): Promise<EvalJob[]> {
   const recipes = grid.recipes === undefined ? ["fp32"] : list("recipes", true);
   const splits = list("splits", true);
   const noises = list("noise", false).map(parseNoise);
+  const perturbations = list("perturb", false).map((p) => {
+    try {
+      return parsePerturbationSpec(p);
+    } catch (e) {
+      throw new KitError(`grid field 'perturb': ${(e as Error).message}`, { file, field: "perturb", fix: 'e.g. "perturb": ["1e-6:1", "1e-6:2"] (size:seed)' });
+    }
+  });
   if (grid.limit !== undefined && (!Number.isInteger(grid.limit) || (grid.limit as number) < 1)) {
     throw new KitError("grid field 'limit' must be a positive integer", { file, field: "limit", fix: 'e.g. "limit": 100' });
   }
@@ -208,14 +231,19 @@ export async function readGrid(file: string): Promise<EvalJob[]> {
   for (const model of models) {
     for (const recipe of recipes) {
       for (const split of splits) {
-        for (const noise of [undefined, ...noises]) {
+        const conditions: Array<Pick<EvalJob, "noise" | "perturb">> = [
+          {},
+          ...noises.map((noise) => ({ noise })),
+          ...perturbations.map((perturb) => ({ perturb })),
+        ];
+        for (const condition of conditions) {
           jobs.push({
             model,
             recipe,
             split,
             selection,
             ...(typeof grid.librispeechDir === "string" ? { librispeechDir: grid.librispeechDir } : {}),
-            ...(noise ? { noise } : {}),
+            ...condition,
             ...(grid.calibrationLimit !== undefined ? { calibrationLimit: grid.calibrationLimit as number } : {}),
           });
         }

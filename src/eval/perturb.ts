@@ -21,9 +21,16 @@ export function perturbFeatures(mel: Float32Array, p: Perturbation, utteranceId:
   return out;
 }
 
-/** "1e-6" or "1e-6:3" (size, seed) as `--perturb` and grid files take it. */
+/** A relative size ("1e-6") as `--perturb` takes it, with its seed. */
 export function parsePerturbation(size: string, seed = 0): Perturbation {
   const n = Number(size);
   if (!Number.isFinite(n) || n < 0 || n >= 1) throw new Error(`expects a relative size from 0 to below 1 (e.g. 1e-6), got '${size}'`);
   return { size: n, seed };
+}
+
+/** "1e-6:3" (size:seed; the seed defaults to 0), as grid files and PERTURB take it. */
+export function parsePerturbationSpec(spec: string): Perturbation {
+  const [size = "", seed = "0"] = spec.split(":");
+  if (!/^\d+$/.test(seed)) throw new Error(`expects size:seed with a whole-number seed (e.g. 1e-6:1), got '${spec}'`);
+  return parsePerturbation(size, Number(seed));
 }

@@ -3,7 +3,7 @@
  * (row-major). Each returns what the library stores: integer codes, scales, zero points, with the
  * library's grouping and rounding, so that codes are identical to the library's on the same tensor.
  */
-import { clamp, f, FLOAT32_EPS, fromFloat8E4M3 as fromFloat8, roundHalfEven, toFloat8E4M3 } from "./float32.js";
+import { clamp, f, FLOAT32_EPS, fromFloat8E4M3 as fromFloat8, roundHalfEven, toFloat8E4M3, torchSumFloat32 } from "./float32.js";
 import { float16ToFloat32, float32ToFloat16 } from "../util/half.js";
 
 export interface Weight {
@@ -352,14 +352,14 @@ export interface DoubleQuantizedAbsmax {
 }
 
 /**
- * bitsandbytes' double quantization (compress_statistics): absmax minus its mean, quantized
- * blockwise (256) to the dynamic map: per block absmax2, scaled = x / absmax2, nearest code.
+ * bitsandbytes' double quantization (compress_statistics): absmax minus torch's float32 mean of it,
+ * quantized blockwise (256) to the dynamic map: per block absmax2, scaled = x / absmax2, the
+ * nearest code. (bitsandbytes 0.50's CPU kernel misses the nearest code near some decision
+ * boundaries; test/entry-point-parity.test.ts counts where.)
  */
 export function doubleQuantizeAbsmax(absmax: Float32Array, blockSize = 256): DoubleQuantizedAbsmax {
   const code = bnbDynamicMap();
-  let sum = 0;
-  for (const v of absmax) sum += v;
-  const offset = f(sum / absmax.length);
+  const offset = f(torchSumFloat32(absmax) / absmax.length); // torch's absmax.mean() in float32
   const centred = Float32Array.from(absmax, (v) => f(v - offset));
   const bounds = Float32Array.from({ length: 255 }, (_, i) => f(f(code[i]! + code[i + 1]!) / 2));
   const blocks = Math.ceil(centred.length / blockSize);
@@ -370,10 +370,8 @@ export function doubleQuantizeAbsmax(absmax: Float32Array, blockSize = 256): Dou
     let amax = 0;
     for (let i = b * blockSize; i < end; i++) amax = Math.max(amax, Math.abs(centred[i]!));
     absmax2[b] = amax;
-    const full = end - b * blockSize === blockSize;
-    const inv = f(1 / Math.max(amax, 1e-38));
     for (let i = b * blockSize; i < end; i++) {
-      const scaled = clamp(full ? f(centred[i]! * inv) : f(centred[i]! / Math.max(amax, 1e-38)), -1, 1);
+      const scaled = clamp(f(centred[i]! / Math.max(amax, 1e-38)), -1, 1); // the CPU kernel divides
       let lo = 0;
       let hi = 255; // bucketize: the number of bounds strictly below `scaled`
       while (lo < hi) {

@@ -160,30 +160,35 @@ export const RECIPES: Recipe[] = [
     quantize: (w) => quantizeBnb4(w, qt),
     notes: "absmax per block, nearest code; transformers leaves the tied output projection in float",
   })),
-  {
-    id: "bnb/nf4-dq",
+  ...(["nf4", "fp4"] as const).map<Recipe>((qt) => ({
+    id: `bnb/${qt}-dq`,
     library: "bitsandbytes",
     scheme: "weight-only",
     granularity: "blocks of 64; absmax double-quantized (8-bit, blocks of 256)",
     bits: "4",
     execution: () => "MatMulBnb4",
     quantizesProjOut: false,
-    quantize: (w) => quantizeBnb4(w, "nf4"),
+    quantize: (w) => quantizeBnb4(w, qt),
     doubleQuant: true,
     notes: "compress_statistics: absmax minus its mean, 8-bit dynamic map per 256 blocks; the absmax is rebuilt at load",
-  },
-  ...(["nf4", "fp4"] as const).map<Recipe>((qt) => ({
-    id: `bnb/${qt}-fp16`,
-    library: "bitsandbytes",
-    scheme: "weight-only",
-    granularity: "blocks of 64 (flattened weight)",
-    bits: "4",
-    execution: () => "dequantized at load",
-    quantizesProjOut: false,
-    quantize: (w) => quantizeBnb4(w, qt),
-    fp16Compute: true,
-    notes: "compute_dtype float16: weight, activation and output rounded to fp16, fp32 accumulation (emulated; onnxruntime has no fp16 MatMulBnb4 on CPU)",
   })),
+  ...(["nf4", "fp4"] as const).flatMap((qt) =>
+    [false, true].map<Recipe>((doubleQuant) => ({
+      id: `bnb/${qt}-fp16${doubleQuant ? "-dq" : ""}`,
+      library: "bitsandbytes",
+      scheme: "weight-only",
+      granularity: doubleQuant ? "blocks of 64; absmax double-quantized (8-bit, blocks of 256)" : "blocks of 64 (flattened weight)",
+      bits: "4",
+      execution: () => "dequantized at load",
+      quantizesProjOut: false,
+      quantize: (w) => quantizeBnb4(w, qt),
+      fp16Compute: true,
+      doubleQuant,
+      notes:
+        "compute_dtype float16: weight, activation and output rounded to fp16, fp32 accumulation (emulated; onnxruntime has no fp16 MatMulBnb4 on CPU)" +
+        (doubleQuant ? "; compress_statistics: the weight is expanded with the absmax rebuilt from its 8-bit codes" : ""),
+    })),
+  ),
   {
     id: "bnb/llm-int8",
     library: "bitsandbytes",
@@ -202,10 +207,11 @@ export const RECIPES: Recipe[] = [
 /**
  * Revisions of a recipe's numerics after a correction (part of the results store's run key; absent
  * means the first). 2: HQQ's round_zero for 4 bits (BaseQuantizeConfig) and torch's
- * reciprocal-then-multiply in HQQ's starting scale and in LLM.int8's weight scale.
+ * reciprocal-then-multiply in HQQ's starting scale and in LLM.int8's weight scale; for double
+ * quantization (bnb/*-dq), the absmax offset as torch's float32 mean and the division the CPU kernel does.
  */
 export function numericsRevision(id: string): number | undefined {
-  return id.startsWith("hqq/") || id === "bnb/llm-int8" ? 2 : undefined;
+  return id.startsWith("hqq/") || id === "bnb/llm-int8" || (id.startsWith("bnb/") && id.endsWith("-dq")) ? 2 : undefined;
 }
 
 export function findRecipe(id: string): Recipe {

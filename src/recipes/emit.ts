@@ -5,7 +5,7 @@
  */
 import { DataType, type GraphBuilder } from "../model/onnx.js";
 import { fromFloat8E4M3 } from "../quant/float32.js";
-import type { DoubleQuantizedAbsmax, QuantizedWeight } from "../quant/schemes.js";
+import { dequantizeAbsmax, doubleQuantizeAbsmax, type DoubleQuantizedAbsmax, type QuantizedWeight } from "../quant/schemes.js";
 
 const MS = "com.microsoft";
 const NBITS_BLOCKS = [256, 128, 64, 32, 16]; // the block sizes onnxruntime's CPU kernel takes
@@ -173,7 +173,7 @@ export function emitMatMulBnb4(
       {},
       { name: `${name}/quant/Absmax` },
     );
-    statsBytes = blocks + 4 * blocks2 + 4 * 256 + 4; // codes, second-level scales, the map, the offset (as bitsandbytes' state_dict keeps them)
+    statsBytes = doubleQuantBytes(dq);
   } else {
     g.initializer(absmax, q.scales, [q.scales.length]);
   }
@@ -186,6 +186,17 @@ export function emitMatMulBnb4(
   return packed.length + statsBytes;
 }
 
+/** What double-quantized statistics take as bitsandbytes' state_dict keeps them: codes, second-level scales, the map, the offset. */
+export function doubleQuantBytes(dq: DoubleQuantizedAbsmax): number {
+  return dq.codes.length + 4 * dq.absmax2.length + 4 * dq.code.length + 4;
+}
+
+/** How an expanded weight is computed: bitsandbytes' compute_dtype float16, and its double-quantized absmax. */
+export interface DequantizedForm {
+  fp16Compute?: boolean;
+  doubleQuant?: boolean;
+}
+
 /**
  * Codes stored at exactly `bits` per value and expanded in the graph: 8-bit codes one per byte,
  * 4-bit codes two per byte (low nibble first), other widths as bit planes (plane p holds bit p of
@@ -194,7 +205,23 @@ export function emitMatMulBnb4(
  * initializer, so onnxruntime folds the expansion when the session loads: the file is small,
  * the weight in memory is fp32. Returns the bytes the scheme's parameters take.
  */
-export function emitDequantized(g: GraphBuilder, x: string, out: string, name: string, q: QuantizedWeight, n: number, k: number, fp16Compute = false): number {
+export function emitDequantized(
+  g: GraphBuilder,
+  x: string,
+  out: string,
+  name: string,
+  q: QuantizedWeight,
+  n: number,
+  k: number,
+  o: DequantizedForm = {},
+): number {
+  const fp16Compute = o.fp16Compute ?? false;
+  if (o.doubleQuant) {
+    // bitsandbytes' double quantization: expanded with the absmax it rebuilds from its 8-bit codes, sized as stored
+    const dq = doubleQuantizeAbsmax(q.scales);
+    const rebuilt = { ...q, scales: dequantizeAbsmax(dq) };
+    return emitDequantized(g, x, out, name, rebuilt, n, k, { fp16Compute: o.fp16Compute ?? false }) - 4 * q.scales.length + doubleQuantBytes(dq);
+  }
   const p = `${name}/quant`;
   const count = n * k;
   const offset = q.convention === "symmetric" || q.convention === "absmax127" ? 2 ** (q.bits - 1) : 0;

@@ -191,7 +191,7 @@ export async function quantizeModel(
             recipe.doubleQuant ? doubleQuantizeAbsmax(q.scales) : undefined,
           );
         else if (path === "MatMulInteger") bytes = recipe.llmInt8 ? emitLlmInt8(g, x, out, layer, q, n, k) : emitTorchDynamic(g, x, out, layer, q, n, k);
-        else bytes = emitDequantized(g, x, out, layer, q, n, k, recipe.fp16Compute ?? false);
+        else bytes = emitDequantized(g, x, out, layer, q, n, k, { fp16Compute: recipe.fp16Compute ?? false, doubleQuant: recipe.doubleQuant ?? false });
       }
       const name = `${layer}.weight`;
       const record: ParameterRecord = records.get(name) ?? {
@@ -310,9 +310,10 @@ export async function quantizeWithCalibration(
 
 /**
  * Bumped when the emitted graphs change for the same recipe, so caches rebuild (2: 4-bit float zero
- * points folded out of MatMulNBits; 3: HQQ and LLM.int8 numerics revised, see numericsRevision).
+ * points folded out of MatMulNBits; 3: HQQ and LLM.int8 numerics revised, 4: double quantization's
+ * offset and division; see numericsRevision).
  */
-export const QUANTIZED_GRAPH_VERSION = 3;
+export const QUANTIZED_GRAPH_VERSION = 4;
 
 /**
  * The quantized graphs for a model folder and recipe, made once and cached beside the fp32 build.

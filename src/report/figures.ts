@@ -4,6 +4,7 @@
  * unit; a smoke run carries a stamp across the plot.
  */
 import type { ResultRow } from "./rows.js";
+import { calibrationUtterances } from "./tables.js";
 
 export interface Figure {
   id: string; // file stem: figures/<id>.html|png|svg
@@ -19,7 +20,17 @@ const MODEL_SYMBOLS = ["circle", "diamond", "square", "triangle-up"];
 const MODEL_SYMBOL_NAMES = ["circles", "diamonds", "squares", "triangles"];
 const PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf", "#7f7f7f", "#bcbd22"];
 
-const clean = (rows: ResultRow[]) => rows.filter((r) => r.noise === null);
+const clean = (rows: ResultRow[]) => rows.filter((r) => r.noise === null && r.perturb === null);
+
+/** Plotly error bars from each row's 95 % bootstrap interval of its WER. */
+const werErrorBars = (pts: ResultRow[]) => ({
+  type: "data",
+  symmetric: false,
+  array: pts.map((r) => Math.max(0, r.werHigh - r.wer)),
+  arrayminus: pts.map((r) => Math.max(0, r.wer - r.werLow)),
+  thickness: 1.2,
+  width: 3,
+});
 
 function baseLayout(title: string, smoke: string | null): Record<string, unknown> {
   return {
@@ -76,12 +87,19 @@ function panels(count: number, gap = 0.08): Array<{ x: string; y: string; domain
   }));
 }
 
-function panelAxes(layout: Record<string, unknown>, ps: ReturnType<typeof panels>, xTitles: string[], yTitle: string, titles: string[]): void {
+function panelAxes(
+  layout: Record<string, unknown>,
+  ps: ReturnType<typeof panels>,
+  xTitles: string[],
+  yTitle: string,
+  titles: string[],
+  extra: { x?: Record<string, unknown>; y?: Record<string, unknown> } = {},
+): void {
   const annotations = layout.annotations as Array<Record<string, unknown>>;
   ps.forEach((p, i) => {
     const suffix = i === 0 ? "" : String(i + 1);
-    layout[`xaxis${suffix}`] = axis(xTitles[i] ?? xTitles[0]!, { domain: p.domain, anchor: p.y });
-    layout[`yaxis${suffix}`] = axis(i === 0 ? yTitle : "", { anchor: p.x });
+    layout[`xaxis${suffix}`] = axis(xTitles[i] ?? xTitles[0]!, { domain: p.domain, anchor: p.y, ...extra.x });
+    layout[`yaxis${suffix}`] = axis(i === 0 ? yTitle : "", { anchor: p.x, ...extra.y });
     annotations.push({
       text: `<b>${titles[i]}</b>`,
       xref: "paper",
@@ -114,7 +132,8 @@ export function werVsSizeFigure(rows: ResultRow[], smoke: string | null): Figure
         showlegend: !shown.has(library),
         x: pts.map((r) => r.parameterMB),
         y: pts.map((r) => r.wer),
-        text: pts.map((r) => `${r.model} ${r.recipe}`),
+        error_y: { ...werErrorBars(pts), color: LIBRARY_COLORS[library] ?? "#555" },
+        text: pts.map((r) => `${r.model} ${r.recipe} (95 % CI ${r.werLow.toFixed(2)}-${r.werHigh.toFixed(2)})`),
         hovertemplate: "%{text}<br>%{x:.1f} MB, WER %{y:.2f} %<extra></extra>",
         marker: {
           color: LIBRARY_COLORS[library] ?? "#555",
@@ -147,12 +166,11 @@ export function werVsSizeFigure(rows: ResultRow[], smoke: string | null): Figure
     });
   });
   const layout = baseLayout(
-    `F1. WER against model size, coloured by library (${models.map((m, i) => `${MODEL_SYMBOL_NAMES[i % MODEL_SYMBOL_NAMES.length]}: ${m}`).join(", ")})`,
+    `F1. WER (95 % CI bars) against model size, coloured by library (${models.map((m, i) => `${MODEL_SYMBOL_NAMES[i % MODEL_SYMBOL_NAMES.length]}: ${m}`).join(", ")})`,
     smoke,
   );
-  panelAxes(layout, ps, ["parameter size (MB)"], "WER (%)", splits);
   // Loops push WER past 100 %: a log axis keeps the good recipes readable.
-  for (let i = 0; i < ps.length; i++) Object.assign(layout[`yaxis${i === 0 ? "" : i + 1}`] as Record<string, unknown>, LOG_WER_TICKS);
+  panelAxes(layout, ps, ["parameter size (MB)"], "WER (%)", splits, { y: LOG_WER_TICKS });
   return { id: "F1-wer-vs-size", title: "WER against model size", data, layout, width: 1100, height: 520 };
 }
 
@@ -178,7 +196,8 @@ export function werVsBitsFigure(rows: ResultRow[], smoke: string | null): Figure
         name: `${method}, ${split}`,
         x: pts.map((r) => weightBits(r.bits)),
         y: pts.map((r) => r.wer),
-        text: pts.map((r) => `${r.model} ${r.recipe}`),
+        error_y: { ...werErrorBars(pts), color: PALETTE[mi % PALETTE.length] },
+        text: pts.map((r) => `${r.model} ${r.recipe} (95 % CI ${r.werLow.toFixed(2)}-${r.werHigh.toFixed(2)})`),
         hovertemplate: "%{text}<br>%{x} bits, WER %{y:.2f} %<extra></extra>",
         line: { color: PALETTE[mi % PALETTE.length], dash: si === 0 ? "solid" : si === 1 ? "dash" : "dot" },
         marker: { size: 8, symbol: si === 0 ? "circle" : "diamond" },
@@ -197,7 +216,7 @@ export function werVsBitsFigure(rows: ResultRow[], smoke: string | null): Figure
         line: { color: "#222", dash: si === 0 ? "solid" : "dash", width: 1 },
       });
   }
-  const layout = baseLayout("F2. WER against weight bit width, per method (solid: first split, dashed: second)", smoke);
+  const layout = baseLayout("F2. WER (95 % CI bars) against weight bit width, per method (solid: first split, dashed: second)", smoke);
   layout.xaxis = axis("weight bit width (bits)", { tickvals: [1, 2, 3, 4, 8], type: "linear", range: [0.5, 8.5] });
   layout.yaxis = axis("WER (%)", LOG_WER_TICKS);
   return { id: "F2-wer-vs-bits", title: "WER against bit width", data, layout, width: 1100, height: 560 };
@@ -352,4 +371,135 @@ export function sensitivityFigure(points: SensitivityPoint[], baselineWer: numbe
   layout.yaxis = axis("WER change vs fp32 (percentage points)");
   layout.showlegend = false;
   return { id: "F6-layer-sensitivity", title: "Per-layer sensitivity", data, layout, width: 1100, height: 520 };
+}
+
+/** Differences beyond this many points are drawn at the edge with their value: collapsed recipes would squeeze the rest to a line. */
+const DIFFERENCE_AXIS_CAP = 40;
+
+/**
+ * F8: each recipe's paired WER difference against fp32 on the same utterances, with its 95 %
+ * interval, sorted, one panel per split: the study's question at a glance. Filled markers: Holm-
+ * corrected p below 0.05; hollow: inside the noise.
+ */
+export function pairedDifferenceFigure(rows: ResultRow[], smoke: string | null): Figure {
+  const rs = clean(rows).filter((r) => r.versusFp32 !== null);
+  const splits = [...new Set(rs.map((r) => r.split))].sort();
+  const models = [...new Set(rs.map((r) => r.model))].sort();
+  const label = (r: ResultRow) => (models.length > 1 ? `${r.model} ${r.recipe}` : r.recipe);
+  const ps = panels(Math.max(1, splits.length), 0.22);
+  const data: Array<Record<string, unknown>> = [];
+  const lows = rs.map((r) => Math.max(-DIFFERENCE_AXIS_CAP, r.versusFp32!.low));
+  const highs = rs.map((r) => Math.min(DIFFERENCE_AXIS_CAP, r.versusFp32!.high));
+  const span = Math.max(1, ...highs, ...lows.map((v) => -v));
+  const range = [Math.min(-1, ...lows) - 0.08 * span, Math.max(1, ...highs) + 0.25 * span];
+  let tallest = 1;
+  splits.forEach((split, i) => {
+    const here = rs.filter((r) => r.split === split).sort((a, b) => b.versusFp32!.difference - a.versusFp32!.difference);
+    tallest = Math.max(tallest, here.length);
+    for (const significant of [true, false]) {
+      const pts = here.filter((r) => r.versusFp32!.significant === significant);
+      data.push({
+        type: "scatter",
+        mode: "markers",
+        name: significant ? "differs from fp32 (Holm p < 0.05)" : "inside the noise",
+        legendgroup: String(significant),
+        showlegend: i === 0,
+        y: pts.map(label),
+        x: pts.map((r) => Math.max(range[0]!, Math.min(range[1]!, r.versusFp32!.difference))),
+        error_x: {
+          type: "data",
+          symmetric: false,
+          array: pts.map((r) => Math.max(0, r.versusFp32!.high - r.versusFp32!.difference)),
+          arrayminus: pts.map((r) => Math.max(0, r.versusFp32!.difference - r.versusFp32!.low)),
+          color: significant ? "#c0392b" : "#555",
+          thickness: 1.3,
+          width: 3,
+        },
+        text: pts.map(
+          (r) =>
+            `${label(r)}: ${r.versusFp32!.difference.toFixed(2)} (${r.versusFp32!.low.toFixed(2)}, ${r.versusFp32!.high.toFixed(2)}) points, ${r.utterances} utterances`,
+        ),
+        hovertemplate: "%{text}<extra></extra>",
+        marker: { size: 8, color: significant ? "#c0392b" : "white", line: { color: significant ? "#c0392b" : "#555", width: 1.5 } },
+        xaxis: ps[i]!.x,
+        yaxis: ps[i]!.y,
+      });
+    }
+    const beyond = here.filter((r) => Math.abs(r.versusFp32!.difference) > DIFFERENCE_AXIS_CAP);
+    if (beyond.length)
+      data.push({
+        type: "scatter",
+        mode: "text",
+        showlegend: false,
+        y: beyond.map(label),
+        x: beyond.map((r) => (r.versusFp32!.difference > 0 ? range[1]! : range[0]!)),
+        text: beyond.map((r) => (r.versusFp32!.difference > 0 ? `+${r.versusFp32!.difference.toFixed(0)} ▸` : `◂ ${r.versusFp32!.difference.toFixed(0)}`)),
+        textposition: beyond.map((r) => (r.versusFp32!.difference > 0 ? "middle left" : "middle right")),
+        textfont: { size: 10, color: "#c0392b" },
+        hoverinfo: "skip",
+        xaxis: ps[i]!.x,
+        yaxis: ps[i]!.y,
+      });
+  });
+  const layout = baseLayout("F8. Each recipe's WER minus fp32's on the same utterances, with its 95 % paired bootstrap interval", smoke);
+  panelAxes(layout, ps, ["WER difference vs fp32 (percentage points)"], "", splits, {
+    x: { range, zeroline: true, zerolinecolor: "#222" },
+    y: { type: "category", automargin: true, tickfont: { size: 11 } },
+  });
+  layout.legend = { orientation: "h", x: 0, y: -0.08, yanchor: "top" };
+  return { id: "F8-paired-difference", title: "Paired WER difference against fp32", data, layout, width: 1100, height: Math.max(420, 140 + 24 * tallest) };
+}
+
+/** F9: static recipes' WER (95 % CI bars) against the number of calibration utterances, per split. */
+export function calibrationSizeFigure(rows: ResultRow[], smoke: string | null): Figure {
+  const sized = clean(rows).filter((r) => calibrationUtterances(r) !== null);
+  const splits = [...new Set(sized.map((r) => r.split))].sort();
+  const series = [...new Set(sized.map((r) => `${r.model} ${r.recipe}`))].sort();
+  const ps = panels(Math.max(1, splits.length), 0.1);
+  const data: Array<Record<string, unknown>> = [];
+  splits.forEach((split, i) => {
+    series.forEach((name, si) => {
+      const pts = sized
+        .filter((r) => r.split === split && `${r.model} ${r.recipe}` === name)
+        .sort((a, b) => calibrationUtterances(a)! - calibrationUtterances(b)!);
+      if (!pts.length) return;
+      data.push({
+        type: "scatter",
+        mode: "lines+markers",
+        name,
+        legendgroup: name,
+        showlegend: i === 0,
+        x: pts.map(calibrationUtterances),
+        y: pts.map((r) => r.wer),
+        error_y: { ...werErrorBars(pts), color: PALETTE[si % PALETTE.length] },
+        line: { color: PALETTE[si % PALETTE.length] },
+        marker: { size: 8 },
+        text: pts.map(
+          (r) =>
+            `${name}: ${calibrationUtterances(r)} calibration utterances, WER ${r.wer.toFixed(2)} % (${r.werLow.toFixed(2)}-${r.werHigh.toFixed(2)}), ${r.runaways} loops`,
+        ),
+        hovertemplate: "%{text}<extra></extra>",
+        xaxis: ps[i]!.x,
+        yaxis: ps[i]!.y,
+      });
+    });
+    const base = clean(rows).find((r) => r.recipe === "fp32" && r.split === split);
+    const xs = sized.filter((r) => r.split === split).map((r) => calibrationUtterances(r)!);
+    if (base && xs.length)
+      data.push({
+        type: "scatter",
+        mode: "lines",
+        name: "fp32",
+        legendgroup: "fp32",
+        showlegend: i === 0,
+        x: [Math.min(...xs), Math.max(...xs)],
+        y: [base.wer, base.wer],
+        line: { color: "#222", dash: "dot", width: 1.2 },
+        xaxis: ps[i]!.x,
+        yaxis: ps[i]!.y,
+      });
+  });
+  const layout = baseLayout("F9. Static recipes: WER (95 % CI bars) against the number of calibration utterances", smoke);
+  panelAxes(layout, ps, ["calibration utterances (first N of the split's 10 %)"], "WER (%)", splits, { x: { type: "log" }, y: LOG_WER_TICKS });
+  return { id: "F9-calibration-size", title: "Static recipes against calibration size", data, layout, width: 1100, height: 520 };
 }

@@ -3,12 +3,23 @@
  * of its recipe. Reads only the store's files (results.jsonl and runs/*.jsonl), so a store made on
  * another machine, or merged from shards, renders the same way.
  */
-import { join } from "node:path";
-import { readJsonl, type RunSummary, type UtteranceResult } from "../eval/results-store.js";
+import { werInterval } from "../eval/bootstrap.js";
+import { compareLoadedRuns, loadRuns, perturbationSpreads, RUNAWAY_TOKENS, shortModelName, type PerturbationSpread } from "../eval/compare.js";
+import type { UtteranceResult } from "../eval/results-store.js";
 import { RECIPES } from "../recipes/catalog.js";
 
-/** Utterances whose decoding ran into the length limit: greedy repetition loops. */
-export const RUNAWAY_TOKENS = 440;
+export { RUNAWAY_TOKENS, shortModelName };
+
+/** A recipe's paired WER difference against fp32 on the same utterances (points), Holm-corrected within its model and split. */
+export interface VersusBaseline {
+  difference: number;
+  low: number;
+  high: number;
+  pHolm: number;
+  significant: boolean;
+  utterances: number;
+  withoutRunaways: { utterances: number; difference: number; low: number; high: number };
+}
 
 export interface ResultRow {
   key: string;
@@ -21,8 +32,13 @@ export interface ResultRow {
   split: string;
   noiseSnrDb: number | null; // null: clean audio
   noise: string | null;
+  perturb: string | null; // "size:seed" when the input features were perturbed
   utterances: number;
   wer: number; // percent
+  werLow: number; // 95 % bootstrap interval over utterances, percent
+  werHigh: number;
+  versusFp32: VersusBaseline | null; // null for fp32 itself, or when no fp32 run shares the utterances
+  spread: PerturbationSpread | null; // the same recipe under input perturbation, where the store has it
   cer: number; // percent
   werWithoutRunaways: number | null; // percent; null when every utterance ran away
   runaways: number;
@@ -39,20 +55,19 @@ export interface ResultRow {
 const num = (v: unknown): number | null =>
   typeof v === "number" && Number.isFinite(v) ? v : typeof v === "string" && v !== "" && Number.isFinite(Number(v)) ? Number(v) : null;
 
-export function shortModelName(name: string): string {
-  return name.replace(/\/+$/, "").split("/").pop() ?? name;
-}
-
 /** One row per run key (the latest summary wins: a rerun with --force replaces the earlier one). */
 export async function loadResultRows(storeDir: string): Promise<ResultRow[]> {
-  const latest = new Map<string, RunSummary>();
-  for (const s of (await readJsonl<RunSummary>(join(storeDir, "results.jsonl"))).records) latest.set(s.key, s);
+  const runs = await loadRuns(storeDir);
+  const versus = new Map(compareLoadedRuns(runs).map((c) => [c.key, c]));
+  const spreads = new Map(perturbationSpreads(runs).map((p) => [p.key, p]));
   const rows: ResultRow[] = [];
-  for (const s of latest.values()) {
-    const records = (await readJsonl<UtteranceResult>(join(storeDir, "runs", `${s.key}.jsonl`))).records;
+  for (const { summary: s, records: byId } of runs) {
+    const records = [...byId.values()];
     const kept = records.filter((r) => r.tokens < RUNAWAY_TOKENS);
     const errors = (rs: UtteranceResult[]) => rs.reduce((a, r) => a + r.words.substitutions + r.words.deletions + r.words.insertions, 0);
     const refWords = kept.reduce((a, r) => a + r.words.referenceLength, 0);
+    const interval = s.intervals?.wer ?? werInterval(records.map((r) => ({ errors: errors([r]), words: r.words.referenceLength })));
+    const c = versus.get(s.key);
     const recipe = RECIPES.find((r) => r.id === s.spec.recipe.id);
     const noise = typeof s.spec.conditions.noise === "string" ? s.spec.conditions.noise : null;
     const execution = recipe ? recipe.execution(s.spec.recipe.options) : "?";
@@ -67,8 +82,23 @@ export async function loadResultRows(storeDir: string): Promise<ResultRow[]> {
       split: s.spec.split,
       noise,
       noiseSnrDb: noise ? Number(noise.split(":")[1]) : null,
+      perturb: typeof s.spec.conditions.perturb === "string" ? s.spec.conditions.perturb : null,
       utterances: s.spec.utterances,
       wer: 100 * s.wer,
+      werLow: interval.low,
+      werHigh: interval.high,
+      versusFp32: c
+        ? {
+            difference: c.difference,
+            low: c.low,
+            high: c.high,
+            pHolm: c.pHolm,
+            significant: c.significant,
+            utterances: c.utterances,
+            withoutRunaways: { ...c.withoutRunaways },
+          }
+        : null,
+      spread: spreads.get(s.key) ?? null,
       cer: 100 * s.cer,
       werWithoutRunaways: refWords > 0 ? (100 * errors(kept)) / refWords : null,
       runaways: records.length - kept.length,

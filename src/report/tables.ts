@@ -44,6 +44,26 @@ export const PUBLISHED_NOTE =
   "quoted: the study's values as secondary sources quote them (DESIGN.md), not measured by this kit; the kit's own runs are the other columns";
 
 const round = (v: number | null, digits: number): Cell => (v === null ? null : Number(v.toFixed(digits)));
+const f2 = (v: number) => (Number.isFinite(v) ? v.toFixed(2) : "-");
+
+/** "3.10-4.52": a row's 95 % bootstrap interval of its WER. */
+export function werIntervalText(r: ResultRow | undefined): Cell {
+  return r ? `${f2(r.werLow)}-${f2(r.werHigh)}` : null;
+}
+
+/**
+ * "+1.23 (0.40, 2.10) *": the paired difference against fp32 in points with its 95 % interval; the
+ * mark only where Holm's corrected p is below 0.05 (a difference inside the noise is not marked).
+ */
+export function versusFp32Text(r: ResultRow | undefined): Cell {
+  const v = r?.versusFp32;
+  if (!v) return null;
+  const sign = (x: number) => (x > 0 ? `+${f2(x)}` : f2(x));
+  return `${sign(v.difference)} (${f2(v.low)}, ${f2(v.high)})${v.significant ? " *" : ""}`;
+}
+
+export const SIGNIFICANCE_NOTE =
+  "vs fp32: the recipe's WER minus fp32's on the same utterances, in points, with a 95 % paired bootstrap interval (2000 resamples of whole utterances, seed 1); * marks a difference whose Holm-corrected p (over every recipe of that model and split in the results store) is below 0.05. Unmarked differences are not findings.";
 
 export function configurationTable(): Table {
   return {
@@ -66,8 +86,8 @@ export function configurationTable(): Table {
   };
 }
 
-/** The clean (noise-free) rows only: tables T2-T4 report clean audio. */
-const clean = (rows: ResultRow[]) => rows.filter((r) => r.noise === null);
+/** The clean (noise-free, unperturbed) rows only: tables T2-T4 report clean audio. */
+const clean = (rows: ResultRow[]) => rows.filter((r) => r.noise === null && r.perturb === null);
 
 export function mainResultsTable(rows: ResultRow[]): Table {
   const splits = [...new Set(clean(rows).map((r) => r.split))].sort();
@@ -79,7 +99,8 @@ export function mainResultsTable(rows: ResultRow[]): Table {
   const published = (model: string, recipe: string, split: string, metric: PublishedValue["metric"]) =>
     PUBLISHED.find((p) => model === p.model && p.recipe === recipe && p.split === split && p.metric === metric)?.value ?? null;
   const columns = ["model", "recipe", "execution", "parameter MB", "on-disk MB", "compression %"];
-  for (const s of splits) columns.push(`WER % ${s}`, `CER % ${s}`, `WER % ${s} quoted`, `utterances ${s}`, `runaway loops ${s}`);
+  for (const s of splits)
+    columns.push(`WER % ${s}`, `WER 95 % CI ${s}`, `vs fp32, points ${s}`, `CER % ${s}`, `WER % ${s} quoted`, `utterances ${s}`, `runaway loops ${s}`);
   columns.push("RTF", "RTFx", "peak memory MB");
   const out: Cell[][] = [];
   for (const group of groups.values()) {
@@ -87,7 +108,15 @@ export function mainResultsTable(rows: ResultRow[]): Table {
     const row: Cell[] = [first.model, first.recipe, first.execution, round(first.parameterMB, 1), round(first.onDiskMB, 1), round(first.compression, 1)];
     for (const s of splits) {
       const r = group.find((x) => x.split === s);
-      row.push(round(r?.wer ?? null, 2), round(r?.cer ?? null, 2), published(first.model, first.recipe, s, "wer"), r?.utterances ?? null, r?.runaways ?? null);
+      row.push(
+        round(r?.wer ?? null, 2),
+        werIntervalText(r),
+        versusFp32Text(r),
+        round(r?.cer ?? null, 2),
+        published(first.model, first.recipe, s, "wer"),
+        r?.utterances ?? null,
+        r?.runaways ?? null,
+      );
     }
     const timed = group.filter((x) => x.rtf !== null);
     const mean = (f: (x: ResultRow) => number | null) => (timed.length ? timed.reduce((a, x) => a + (f(x) ?? 0), 0) / timed.length : null);
@@ -110,6 +139,7 @@ export function mainResultsTable(rows: ResultRow[]): Table {
     columns,
     rows: out,
     notes: [
+      SIGNIFICANCE_NOTE,
       PUBLISHED_NOTE,
       "parameter MB: what the parameters take as the recipe stores them (the study's model size); on-disk MB adds the graph; compression vs the fp32 parameters.",
       "runaway loops: utterances whose greedy decoding hit the length limit (a repetition loop); one such loop can move a 100-utterance WER by several points.",
@@ -126,7 +156,21 @@ export function staticGridTable(rows: ResultRow[]): Table {
   return {
     id: "T3-static-grid",
     title: "T3. Optimum-Quanto's weights x activations grid (static activations calibrated on the split's first 10 %)",
-    columns: ["model", "split", "weights", "activations", "recipe", "WER %", "CER %", "runaway loops", "utterances", "execution", "calibration"],
+    columns: [
+      "model",
+      "split",
+      "weights",
+      "activations",
+      "recipe",
+      "WER %",
+      "WER 95 % CI",
+      "vs fp32, points",
+      "CER %",
+      "runaway loops",
+      "utterances",
+      "execution",
+      "calibration",
+    ],
     rows: statics.map((r) => [
       r.model,
       r.split,
@@ -134,13 +178,15 @@ export function staticGridTable(rows: ResultRow[]): Table {
       activationsOf(r),
       r.recipe,
       round(r.wer, 2),
+      werIntervalText(r),
+      versusFp32Text(r),
       round(r.cer, 2),
       r.runaways,
       r.utterances,
       r.execution,
       r.calibration,
     ]),
-    notes: ["activations 'float32' rows are the weight-only recipes and the baseline, for reference."],
+    notes: ["activations 'float32' rows are the weight-only recipes and the baseline, for reference.", SIGNIFICANCE_NOTE],
   };
 }
 
@@ -160,14 +206,17 @@ export function modelSizeTable(rows: ResultRow[]): Table {
   const columns = ["precision", "recipe"];
   for (const m of models) {
     columns.push(`${m} parameter MB`);
-    for (const s of splits) columns.push(`${m} WER % ${s}`);
+    for (const s of splits) columns.push(`${m} WER % ${s}`, `${m} vs fp32 ${s}`);
   }
   const out: Cell[][] = SIZE_TABLE_RECIPES.map(([label, recipe]) => {
     const row: Cell[] = [label, recipe];
     for (const m of models) {
       const rs = clean(rows).filter((r) => r.model === m && r.recipe === recipe);
       row.push(round(rs[0]?.parameterMB ?? null, 1));
-      for (const s of splits) row.push(round(rs.find((r) => r.split === s)?.wer ?? null, 2));
+      for (const s of splits) {
+        const r = rs.find((x) => x.split === s);
+        row.push(r ? `${f2(r.wer)} (${werIntervalText(r)})` : null, versusFp32Text(r));
+      }
     }
     return row;
   });
@@ -176,6 +225,78 @@ export function modelSizeTable(rows: ResultRow[]): Table {
     title: "T4. Model size: each Whisper at fp32, int8, 4-bit and 3-bit",
     columns,
     rows: out,
-    notes: ["empty cells: that model/recipe/split was not run in this results store."],
+    notes: [
+      "WER cells: the corpus WER and its 95 % bootstrap interval.",
+      SIGNIFICANCE_NOTE,
+      "empty cells: that model/recipe/split was not run in this results store.",
+    ],
+  };
+}
+
+/**
+ * T11: each recipe's numerical noise floor: its run beside reruns with the input features moved at
+ * float-rounding scale (`--perturb 1e-6`, a few seeds), next to its bootstrap interval. A recipe
+ * whose WER moves by more than a difference between two recipes cannot be ranked against it.
+ */
+export function noiseFloorTable(rows: ResultRow[]): Table {
+  const spread = rows.filter((r) => r.spread !== null && r.noise === null && r.perturb === null);
+  return {
+    id: "T11-noise-floor",
+    title: "T11. Noise floor: WER under a 1e-6 relative perturbation of the input features, beside the bootstrap interval",
+    columns: ["model", "split", "recipe", "utterances", "WER %", "WER 95 % CI", "perturbed runs", "WER % range over runs", "identical transcripts, lowest %"],
+    rows: spread.map((r) => {
+      const s = r.spread!;
+      return [
+        r.model,
+        r.split,
+        r.recipe,
+        s.utterances,
+        round(s.wer, 2),
+        werIntervalText(r),
+        s.perturbed.map((p) => p.perturb).join(", "),
+        `${f2(s.werMin)}-${f2(s.werMax)}`,
+        round(100 * s.identicalMin, 1),
+      ];
+    }),
+    notes: [
+      "perturbed runs: size:seed of `ptq eval --perturb`; each multiplies the log-mel features by (1 + size N(0, 1)), seeded per utterance.",
+      "WER range: over the unperturbed run and every perturbed one, on the utterances all of them finished; identical transcripts: against the unperturbed run.",
+    ],
+  };
+}
+
+/** The number of calibration utterances a static run's source names ("...: 10 utterances, ..."). */
+export function calibrationUtterances(r: ResultRow): number | null {
+  const m = r.calibration?.match(/: (\d+) utterances/);
+  return m ? Number(m[1]) : null;
+}
+
+/** T12: static recipes' WER against the number of calibration utterances, with intervals. */
+export function calibrationSizeTable(rows: ResultRow[]): Table {
+  const statics = clean(rows)
+    .filter((r) => calibrationUtterances(r) !== null)
+    .sort(
+      (a, b) =>
+        a.model.localeCompare(b.model) ||
+        a.split.localeCompare(b.split) ||
+        a.recipe.localeCompare(b.recipe) ||
+        calibrationUtterances(a)! - calibrationUtterances(b)!,
+    );
+  return {
+    id: "T12-calibration-size",
+    title: "T12. Static recipes against the number of calibration utterances (the first N of the split's 10 %)",
+    columns: ["model", "split", "recipe", "calibration utterances", "WER %", "WER 95 % CI", "vs fp32, points", "runaway loops", "utterances"],
+    rows: statics.map((r) => [
+      r.model,
+      r.split,
+      r.recipe,
+      calibrationUtterances(r),
+      round(r.wer, 2),
+      werIntervalText(r),
+      versusFp32Text(r),
+      r.runaways,
+      r.utterances,
+    ]),
+    notes: [SIGNIFICANCE_NOTE, "calibration utterances come from the split's calibration part, which is never evaluated."],
   };
 }

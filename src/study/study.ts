@@ -14,6 +14,7 @@ import { cpus } from "node:os";
 import { isAbsolute, join, resolve } from "node:path";
 import { runJob, RECIPES_AVAILABLE, type EvalJob } from "../eval/jobs.js";
 import type { NoiseSpec } from "../eval/noise.js";
+import { parsePerturbationSpec, type Perturbation } from "../eval/perturb.js";
 import { ResultsStore } from "../eval/results-store.js";
 import type { Transcriber } from "../asr/transcriber.js";
 import type { RecipeOptions } from "../recipes/catalog.js";
@@ -43,6 +44,8 @@ export interface StudyConfig {
   smoke: boolean;
   /** Decoding cap for smoke runs (random weights never emit end-of-text). */
   maxNewTokens: number | undefined;
+  /** PERTURB: reruns with the input features perturbed (size:seed), for each recipe's noise floor. */
+  perturb: Perturbation[];
 }
 
 export const SMOKE_STAMP = "SMOKE RUN: random weights, not a result";
@@ -95,6 +98,13 @@ export function studyConfig(env: NodeJS.ProcessEnv = process.env): StudyConfig {
     threads: positive("THREADS", env.THREADS) ?? Math.max(1, cpus().length),
     smoke,
     maxNewTokens: positive("MAX_NEW_TOKENS", env.MAX_NEW_TOKENS) ?? (smoke ? 8 : undefined),
+    perturb: list(env.PERTURB, []).map((spec) => {
+      try {
+        return parsePerturbationSpec(spec);
+      } catch (e) {
+        throw new KitError(`PERTURB: ${(e as Error).message}`, { field: "PERTURB", fix: "e.g. PERTURB=1e-6:1,1e-6:2 (size:seed), or leave it unset" });
+      }
+    }),
   };
 }
 
@@ -165,6 +175,10 @@ export interface StudyRequest {
   recipes?: string[];
   splits?: string[];
   noise?: NoiseSpec[];
+  /** Perturbed reruns (the noise floor); absent: the configuration's PERTURB. Not combined with noise. */
+  perturb?: Perturbation[];
+  /** Static recipes: calibrate on the first N utterances of the 10 % (absent: the configuration's CALIBRATION_LIMIT). */
+  calibrationLimit?: number;
   options?: RecipeOptions; // e.g. { include: [...] }: quantize only these layers (per-layer sensitivity)
 }
 
@@ -179,8 +193,11 @@ export async function runStudy(config: StudyConfig, request: StudyRequest = {}):
   for (const model of request.models ?? config.models) {
     for (const recipe of request.recipes ?? config.recipes) {
       for (const split of request.splits ?? config.splits) {
-        for (const noise of [undefined, ...(request.noise ?? [])]) {
-          if (request.noise && !noise) continue; // a noise sweep runs only its noisy conditions
+        const perturbations = request.noise ? [] : (request.perturb ?? config.perturb);
+        const conditions: Array<{ noise?: NoiseSpec; perturb?: Perturbation }> = request.noise
+          ? request.noise.map((noise) => ({ noise })) // a noise sweep runs only its noisy conditions
+          : [{}, ...perturbations.map((perturb) => ({ perturb }))];
+        for (const { noise, perturb } of conditions) {
           jobs.push({
             model: modelLocation(config, model),
             recipe,
@@ -188,7 +205,8 @@ export async function runStudy(config: StudyConfig, request: StudyRequest = {}):
             librispeechDir: config.librispeechDir,
             selection: { full: false, ...(config.limit ? { limit: config.limit } : {}) },
             ...(noise ? { noise } : {}),
-            ...(config.calibrationLimit ? { calibrationLimit: config.calibrationLimit } : {}),
+            ...(perturb ? { perturb } : {}),
+            ...((request.calibrationLimit ?? config.calibrationLimit) ? { calibrationLimit: request.calibrationLimit ?? config.calibrationLimit } : {}),
             ...(request.options ? { options: request.options } : {}),
           });
         }
@@ -199,7 +217,7 @@ export async function runStudy(config: StudyConfig, request: StudyRequest = {}):
   const keys = new Set<string>();
   try {
     for (const [i, job] of jobs.entries()) {
-      const label = `[${i + 1}/${jobs.length}] ${shortModelName(job.model)} ${job.recipe} ${job.split}${job.noise ? ` ${job.noise.kind}:${job.noise.snrDb}dB` : ""}`;
+      const label = `[${i + 1}/${jobs.length}] ${shortModelName(job.model)} ${job.recipe} ${job.split}${job.noise ? ` ${job.noise.kind}:${job.noise.snrDb}dB` : ""}${job.perturb ? ` perturbed ${job.perturb.size}:${job.perturb.seed}` : ""}`;
       const started = performance.now();
       const bar = progress(label);
       const outcome = await runJob(job, {
@@ -222,4 +240,17 @@ export async function runStudy(config: StudyConfig, request: StudyRequest = {}):
     for (const t of transcribers.values()) await t.close();
   }
   return (await loadResultRows(config.resultsDir)).filter((r) => keys.has(r.key));
+}
+
+/**
+ * Static calibration, measured: each static recipe calibrated on the first N utterances of each
+ * split's 10 %, for each N (a size beyond a split's calibration part calibrates on the whole part, one run).
+ */
+export async function runCalibrationStudy(config: StudyConfig, recipes: string[], sizes: number[]): Promise<ResultRow[]> {
+  const rows: ResultRow[] = [];
+  for (const n of [...new Set(sizes)].sort((a, b) => a - b)) {
+    rows.push(...(await runStudy(config, { recipes: ["fp32", ...recipes], calibrationLimit: n, perturb: [] })));
+  }
+  const seen = new Set<string>();
+  return rows.filter((r) => !seen.has(r.key) && seen.add(r.key));
 }

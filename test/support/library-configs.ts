@@ -4,7 +4,10 @@
  * the same codes. Codes are in the library's storage order, which for all of them is the weight's
  * [out, in] row-major order.
  */
+import { createHash } from "node:crypto";
 import {
+  dequantizeAbsmax,
+  doubleQuantizeAbsmax,
   quantizeBnb4,
   quantizeHqq,
   quantizeLlmInt8Weight,
@@ -20,6 +23,8 @@ export interface LibraryConfig {
   entryPoint: string; // what the library's user calls
   recipe: string; // the kit recipe with these numerics
   kit: (w: Weight) => QuantizedWeight;
+  /** The per-block scale the library dequantizes with, where the fixture records its hash (bitsandbytes 4-bit: absmax, rebuilt from its 8-bit codes under double quantization). */
+  dequantScales?: (q: QuantizedWeight) => Float32Array;
 }
 
 const hqq = (bits: 8 | 4 | 3 | 2 | 1): LibraryConfig => ({
@@ -27,6 +32,14 @@ const hqq = (bits: 8 | 4 | 3 | 2 | 1): LibraryConfig => ({
   entryPoint: `HQQLinear(linear, BaseQuantizeConfig(nbits=${bits}, group_size=64, axis=1), compute_dtype=float32, device="cpu")`,
   recipe: `hqq/${bits}`,
   kit: (w) => quantizeHqq(w, { bits, groupSize: 64, axis: 1 }),
+});
+
+const bnb4 = (qt: "nf4" | "fp4", fp16: boolean, dq: boolean): LibraryConfig => ({
+  name: `bnb-${qt}${fp16 ? "-fp16" : ""}${dq ? "-dq" : ""}`,
+  entryPoint: `Linear4bit(quant_type="${qt}", compute_dtype=${fp16 ? "float16" : "float32"}, compress_statistics=${dq ? "True" : "False"}).to("cpu")`,
+  recipe: `bnb/${qt}${fp16 ? "-fp16" : ""}${dq ? "-dq" : ""}`,
+  kit: (w) => quantizeBnb4(w, qt),
+  dequantScales: (q) => (dq ? dequantizeAbsmax(doubleQuantizeAbsmax(q.scales)) : q.scales),
 });
 
 export const LIBRARY_CONFIGS: LibraryConfig[] = [
@@ -56,20 +69,7 @@ export const LIBRARY_CONFIGS: LibraryConfig[] = [
   hqq(3),
   hqq(2),
   hqq(1),
-  { name: "bnb-nf4", entryPoint: 'Linear4bit(quant_type="nf4").to("cpu")', recipe: "bnb/nf4", kit: (w) => quantizeBnb4(w, "nf4") },
-  { name: "bnb-fp4", entryPoint: 'Linear4bit(quant_type="fp4").to("cpu")', recipe: "bnb/fp4", kit: (w) => quantizeBnb4(w, "fp4") },
-  {
-    name: "bnb-nf4-dq",
-    entryPoint: 'Linear4bit(quant_type="nf4", compress_statistics=True).to("cpu")',
-    recipe: "bnb/nf4-dq",
-    kit: (w) => quantizeBnb4(w, "nf4"),
-  },
-  {
-    name: "bnb-fp4-dq",
-    entryPoint: 'Linear4bit(quant_type="fp4", compress_statistics=True).to("cpu")',
-    recipe: "bnb/fp4-dq",
-    kit: (w) => quantizeBnb4(w, "fp4"),
-  },
+  ...(["nf4", "fp4"] as const).flatMap((qt) => ([false, true] as const).flatMap((fp16) => ([false, true] as const).map((dq) => bnb4(qt, fp16, dq)))),
   {
     name: "bnb-llm-int8",
     entryPoint: 'Linear8bitLt(has_fp16_weights=False, threshold=6.0).to("cpu")',
@@ -83,4 +83,11 @@ export function codesAsInt16(codes: ArrayLike<number>): Buffer {
   const out = Buffer.alloc(codes.length * 2);
   for (let i = 0; i < codes.length; i++) out.writeInt16LE(codes[i]!, i * 2);
   return out;
+}
+
+/** sha256 of float32 values as little-endian bytes (the dump script's .scale files). */
+export function float32Sha256(values: Float32Array): string {
+  const out = Buffer.alloc(values.length * 4);
+  for (let i = 0; i < values.length; i++) out.writeFloatLE(values[i]!, i * 4);
+  return createHash("sha256").update(out).digest("hex");
 }

@@ -8,7 +8,7 @@
   quanto     quantize(model, weights=qint8|qfloat8|qint4|qint2); freeze(model)
   hqq        HQQLinear(linear, BaseQuantizeConfig(nbits, group_size=64, axis=1), compute_dtype=float32, device="cpu")
              (what transformers' HqqConfig built for each nn.Linear; HqqConfig itself is gone from transformers 5)
-  bnb        Linear4bit(quant_type=nf4|fp4, compress_statistics=False|True).to("cpu")   (BitsAndBytesConfig's layer)
+  bnb        Linear4bit(quant_type=nf4|fp4, compute_dtype=float32|float16, compress_statistics=False|True).to("cpu")   (BitsAndBytesConfig's layer)
              Linear8bitLt(has_fp16_weights=False, threshold=6.0).to("cpu")             (load_in_8bit's layer)
 
 Writes, per layer and configuration, <out>/<model>/<layer>/<config>.codes (int16 little-endian, the
@@ -92,16 +92,15 @@ def bnb(lin, folder):
     import bitsandbytes as bnb_top
     import bitsandbytes.functional as F
 
-    for qt in ["nf4", "fp4"]:
-        for double in [False, True]:
-            layer = bnb_top.nn.Linear4bit(lin.in_features, lin.out_features, bias=lin.bias is not None, compute_dtype=torch.float32, compress_statistics=double, quant_type=qt)
-            layer.weight = bnb_top.nn.Params4bit(lin.weight.data.clone(), requires_grad=False, compress_statistics=double, quant_type=qt)
-            layer = layer.to("cpu")
-            packed = layer.weight.data.reshape(-1).view(torch.uint8)
-            codes = torch.stack([packed >> 4, packed & 0xF], dim=1).reshape(-1)[: lin.weight.numel()]
-            st = layer.weight.quant_state
-            absmax = F.dequantize_blockwise(st.absmax, st.state2) + st.offset if double else st.absmax
-            save(folder, f"bnb-{qt}{'-dq' if double else ''}", codes, absmax)
+    for qt, compute, double in [(qt, c, d) for qt in ["nf4", "fp4"] for c in [torch.float32, torch.float16] for d in [False, True]]:
+        layer = bnb_top.nn.Linear4bit(lin.in_features, lin.out_features, bias=lin.bias is not None, compute_dtype=compute, compress_statistics=double, quant_type=qt)
+        layer.weight = bnb_top.nn.Params4bit(lin.weight.data.clone(), requires_grad=False, compress_statistics=double, quant_type=qt)
+        layer = layer.to("cpu")
+        packed = layer.weight.data.reshape(-1).view(torch.uint8)
+        codes = torch.stack([packed >> 4, packed & 0xF], dim=1).reshape(-1)[: lin.weight.numel()]
+        st = layer.weight.quant_state
+        absmax = F.dequantize_blockwise(st.absmax, st.state2) + st.offset if double else st.absmax
+        save(folder, f"bnb-{qt}{'-fp16' if compute == torch.float16 else ''}{'-dq' if double else ''}", codes, absmax)
     layer = bnb_top.nn.Linear8bitLt(lin.in_features, lin.out_features, bias=lin.bias is not None, has_fp16_weights=False, threshold=6.0)
     layer.weight = bnb_top.nn.Int8Params(lin.weight.data.clone(), requires_grad=False, has_fp16_weights=False)
     layer = layer.to("cpu")

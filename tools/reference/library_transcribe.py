@@ -35,6 +35,9 @@ BNB = {  # kit recipe -> BitsAndBytesConfig arguments
     "bnb/nf4-dq": dict(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.float32, bnb_4bit_use_double_quant=True),
     "bnb/nf4-fp16": dict(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.float16),
     "bnb/fp4-fp16": dict(load_in_4bit=True, bnb_4bit_quant_type="fp4", bnb_4bit_compute_dtype=torch.float16),
+    "bnb/fp4-dq": dict(load_in_4bit=True, bnb_4bit_quant_type="fp4", bnb_4bit_compute_dtype=torch.float32, bnb_4bit_use_double_quant=True),
+    "bnb/nf4-fp16-dq": dict(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.float16, bnb_4bit_use_double_quant=True),
+    "bnb/fp4-fp16-dq": dict(load_in_4bit=True, bnb_4bit_quant_type="fp4", bnb_4bit_compute_dtype=torch.float16, bnb_4bit_use_double_quant=True),
     "bnb/llm-int8": dict(load_in_8bit=True, llm_int8_threshold=6.0),
 }
 

@@ -1,0 +1,146 @@
+/**
+ * What a run found, in sentences computed from its rows (pure functions): the closing text of each
+ * chapter. Every statement carries its numbers and utterance counts; a difference is called a
+ * finding only where its Holm-corrected paired test says so, and a plain "too few to tell" is
+ * written where the intervals are too wide to say anything.
+ */
+import type { ResultRow } from "./rows.js";
+
+const f2 = (v: number) => v.toFixed(2);
+const signed = (v: number) => (v > 0 ? `+${f2(v)}` : f2(v));
+const clean = (rows: readonly ResultRow[]) => rows.filter((r) => r.noise === null && r.perturb === null);
+
+/** Fewer utterances than this and a chapter says the data are too few to tell, whatever the intervals. */
+export const TOO_FEW_UTTERANCES = 30;
+
+/** "+1.23 points (95 % CI 0.40 to 2.10, 100 utterances)". */
+export function differenceText(r: ResultRow): string {
+  const v = r.versusFp32!;
+  return `${signed(v.difference)} points (95 % CI ${f2(v.low)} to ${f2(v.high)}, ${v.utterances} utterances)`;
+}
+
+function groups(rows: readonly ResultRow[]): Array<{ model: string; split: string; rows: ResultRow[] }> {
+  const out = new Map<string, { model: string; split: string; rows: ResultRow[] }>();
+  for (const r of clean(rows)) {
+    const k = `${r.model}\u0000${r.split}`;
+    if (!out.has(k)) out.set(k, { model: r.model, split: r.split, rows: [] });
+    out.get(k)!.rows.push(r);
+  }
+  return [...out.values()];
+}
+
+/**
+ * Per model and split: which recipes differ from fp32 beyond their interval (and in which
+ * direction), how many do not, and the smallest recipe not significantly worse than fp32.
+ */
+export function chapterFindings(rows: readonly ResultRow[]): string {
+  const lines: string[] = [];
+  for (const g of groups(rows)) {
+    const base = g.rows.find((r) => r.recipe === "fp32");
+    const compared = g.rows.filter((r) => r.versusFp32 !== null);
+    const head = `**${g.model}, ${g.split}**`;
+    if (!base || compared.length === 0) {
+      if (base)
+        lines.push(
+          `- ${head}: fp32 WER ${f2(base.wer)} % (95 % CI ${f2(base.werLow)}-${f2(base.werHigh)}, ${base.utterances} utterances); no recipe to compare.`,
+        );
+      else lines.push(`- ${head}: no fp32 run on these utterances, so no recipe is compared.`);
+      continue;
+    }
+    const few = Math.min(...compared.map((r) => r.versusFp32!.utterances)) < TOO_FEW_UTTERANCES;
+    const worse = compared
+      .filter((r) => r.versusFp32!.significant && r.versusFp32!.difference > 0)
+      .sort((a, b) => a.versusFp32!.difference - b.versusFp32!.difference);
+    const better = compared.filter((r) => r.versusFp32!.significant && r.versusFp32!.difference < 0);
+    const noise = compared.filter((r) => !r.versusFp32!.significant);
+    const parts = [`fp32 WER ${f2(base.wer)} % (95 % CI ${f2(base.werLow)}-${f2(base.werHigh)}, ${base.utterances} utterances).`];
+    if (worse.length) parts.push(`Worse than fp32 beyond the noise: ${worse.map((r) => `${r.recipe} ${differenceText(r)}`).join("; ")}.`);
+    if (better.length) parts.push(`Better than fp32 beyond the noise: ${better.map((r) => `${r.recipe} ${differenceText(r)}`).join("; ")}.`);
+    if (noise.length)
+      parts.push(
+        `Not distinguishable from fp32 (interval includes 0 after Holm's correction): ${noise.map((r) => `${r.recipe} ${signed(r.versusFp32!.difference)}`).join(", ")}.`,
+      );
+    const safe = compared.filter((r) => !(r.versusFp32!.significant && r.versusFp32!.difference > 0) && r.parameterMB !== null);
+    const smallest = safe.sort((a, b) => a.parameterMB! - b.parameterMB!)[0];
+    if (smallest && base.parameterMB)
+      parts.push(
+        `Best size trade-off here: ${smallest.recipe}, ${smallest.parameterMB!.toFixed(1)} MB of parameters against fp32's ${base.parameterMB.toFixed(1)} MB, not significantly worse (${differenceText(smallest)}).`,
+      );
+    if (few) parts.push(`With fewer than ${TOO_FEW_UTTERANCES} utterances per comparison these data are too few to tell small differences apart.`);
+    lines.push(`- ${head}: ${parts.join(" ")}`);
+  }
+  return lines.length ? lines.join("\n") : "- No runs to report.";
+}
+
+interface Claim {
+  claim: string; // what the study says
+  verdict: (rows: ResultRow[]) => string | null; // null: this run has nothing to say
+}
+
+const row = (rows: ResultRow[], recipe: string) => rows.find((r) => r.recipe === recipe && r.versusFp32 !== null);
+
+/** Which side of fp32 a recipe falls, in words the reader can check against the interval. */
+function side(r: ResultRow): string {
+  const v = r.versusFp32!;
+  if (!v.significant) return `not distinguishable from fp32: ${differenceText(r)}`;
+  return `${v.difference > 0 ? "worse" : "better"} than fp32: ${differenceText(r)}`;
+}
+
+/** The study's claims, checked against this run where it has the recipes. */
+export const STUDY_CLAIMS: Claim[] = [
+  {
+    claim: "Quanto int8 weights improve on fp32 (the study: 3.48 -> 3.41 % on whisper-small, test-clean)",
+    verdict: (rows) => {
+      const r = row(rows, "quanto/w8");
+      if (!r) return null;
+      return r.versusFp32!.significant && r.versusFp32!.difference < 0 ? `holds here: quanto/w8 is ${side(r)}` : `does not hold here: quanto/w8 is ${side(r)}`;
+    },
+  },
+  {
+    claim: "Static activation quantization costs accuracy beyond weight-only int8",
+    verdict: (rows) => {
+      const statics = ["quanto/w8a8", "pytorch/static-int8"].map((id) => row(rows, id)).filter((r): r is ResultRow => r !== undefined);
+      if (!statics.length) return null;
+      const weightOnly = row(rows, "quanto/w8");
+      const worse = statics.filter((r) => r.versusFp32!.significant && r.versusFp32!.difference > 0);
+      const verdict = worse.length === statics.length ? "holds here" : worse.length ? "holds for some" : "not shown here";
+      return `${verdict}: ${statics.map((r) => `${r.recipe} ${side(r)}`).join("; ")}${weightOnly ? `; weight-only quanto/w8 ${side(weightOnly)}` : ""}`;
+    },
+  },
+];
+
+/** The claims on one model's splits: one line per claim and split, or the reason this run cannot say. */
+export function claimFindings(rows: readonly ResultRow[]): string {
+  const lines: string[] = [];
+  for (const c of STUDY_CLAIMS) {
+    const verdicts = groups(rows)
+      .map((g) => {
+        const v = c.verdict(g.rows);
+        return v ? `${g.model}, ${g.split}: ${v}` : null;
+      })
+      .filter((v): v is string => v !== null);
+    lines.push(`- *${c.claim}*: ${verdicts.length ? verdicts.join(". ") : "this run has no such recipe to check it"}.`);
+  }
+  // The study: 4-bit NF4 and 3-bit lose more on the harder split.
+  for (const recipe of ["bnb/nf4", "hqq/3"]) {
+    const bySplit = clean(rows).filter((r) => r.recipe === recipe && r.versusFp32 !== null);
+    const models = [...new Set(bySplit.map((r) => r.model))];
+    for (const model of models) {
+      const other = bySplit.find((r) => r.model === model && r.split.includes("other"));
+      const easy = bySplit.find((r) => r.model === model && r.split.includes("clean"));
+      if (!other || !easy) continue;
+      const [a, b] = [other.versusFp32!, easy.versusFp32!];
+      const apart = a.low > b.high || b.low > a.high;
+      lines.push(
+        `- *${recipe} loses more on test-other than on test-clean* (${model}): test-other ${differenceText(other)}, test-clean ${differenceText(easy)}; ${
+          apart
+            ? a.difference > b.difference
+              ? "the intervals do not overlap: holds here"
+              : "the intervals do not overlap, the other way round"
+            : "the intervals overlap: this run cannot tell"
+        }.`,
+      );
+    }
+  }
+  return lines.join("\n");
+}

@@ -1,0 +1,203 @@
+/**
+ * Uncertainty in the report, from results stores written by hand: intervals on every row, the
+ * paired difference against fp32 (a planted difference found, an equal recipe left unmarked), the
+ * tables' and F8's marks, the noise floor (T11) from perturbed reruns, static calibration sizes
+ * (T12), the chapters' computed sentences, grid files that ask for perturbed reruns, and how a
+ * run names its model in the store.
+ */
+import assert from "node:assert/strict";
+import { mkdir, rm, writeFile } from "node:fs/promises";
+import { join, relative } from "node:path";
+import { describe, it } from "node:test";
+import { readGrid, storeModelName } from "../src/eval/jobs.js";
+import type { RunSummary, UtteranceResult } from "../src/eval/results-store.js";
+import { calibrationSizeFigure, pairedDifferenceFigure } from "../src/report/figures.js";
+import { chapterFindings, claimFindings } from "../src/report/findings.js";
+import { loadResultRows } from "../src/report/rows.js";
+import { calibrationSizeTable, mainResultsTable, noiseFloorTable } from "../src/report/tables.js";
+import { KitError } from "../src/util/errors.js";
+import { repoRoot } from "../src/util/fs.js";
+import { tempDir } from "./support/env.js";
+
+function utterance(id: string, errors: number, words: number, hypothesis = ""): UtteranceResult {
+  return {
+    id,
+    hypothesis,
+    hypothesisNormalized: hypothesis,
+    referenceNormalized: "",
+    audioSeconds: 5,
+    tokens: 20,
+    seconds: 1,
+    wordErrors: [],
+    words: { hits: words - errors, substitutions: errors, deletions: 0, insertions: 0, referenceLength: words },
+    chars: { hits: 0, substitutions: 0, deletions: 0, insertions: 0, referenceLength: 1 },
+  } as UtteranceResult;
+}
+
+interface Run {
+  key: string;
+  recipe: string;
+  utterances: UtteranceResult[];
+  conditions?: Record<string, string>;
+  calibration?: string;
+  parameterMB?: number;
+}
+
+async function writeStore(runs: Run[]): Promise<string> {
+  const dir = await tempDir();
+  await mkdir(join(dir, "runs"), { recursive: true });
+  const summaries = runs.map((run) => {
+    const errors = run.utterances.reduce((a, r) => a + r.words.substitutions, 0);
+    const words = run.utterances.reduce((a, r) => a + r.words.referenceLength, 0);
+    return {
+      key: run.key,
+      wer: errors / words,
+      cer: 0.01,
+      words: run.utterances[0]!.words,
+      chars: run.utterances[0]!.chars,
+      audioSeconds: 5 * run.utterances.length,
+      finishedAt: "2026-12-02",
+      spec: {
+        model: { name: "data/models/whisper-tiny.en", weightsSha256: "x" },
+        recipe: { id: run.recipe, options: run.calibration ? { calibration: run.calibration } : {} },
+        split: "test-other",
+        decoding: {},
+        conditions: run.conditions ?? {},
+        kitVersion: "t",
+        utterances: run.utterances.length,
+        utteranceIdsSha256: "y",
+      },
+      size: {
+        files: {},
+        onDiskBytes: (run.parameterMB ?? 150) * 1e6,
+        parameterBytes: (run.parameterMB ?? 150) * 1e6,
+        fp32ParameterBytes: 150e6,
+        compression: 1 - (run.parameterMB ?? 150) / 150,
+        quantizeSeconds: 1,
+        dequantizedAtLoad: false,
+      },
+      timing: {},
+    } as unknown as RunSummary;
+  });
+  await writeFile(join(dir, "results.jsonl"), `${summaries.map((s) => JSON.stringify(s)).join("\n")}\n`);
+  for (const run of runs) await writeFile(join(dir, "runs", `${run.key}.jsonl`), `${run.utterances.map((r) => JSON.stringify(r)).join("\n")}\n`);
+  return dir;
+}
+
+/** fp32 with 1-3 errors in 20 words per utterance; a recipe planted 8 errors worse on every tenth utterance; one equal to fp32. */
+function baseRuns(n = 60): Run[] {
+  const fp32 = Array.from({ length: n }, (_, i) => utterance(`u${i}`, 1 + (i % 3), 20, `text ${i}`));
+  const worse = fp32.map((u, i) => (i % 10 === 0 ? utterance(u.id, u.words.substitutions + 8, 20, `worse ${i}`) : u));
+  const equal = fp32.map((u, i) => (i % 7 === 0 ? utterance(u.id, u.words.substitutions + (i % 14 === 0 ? 1 : -1), 20, `moved ${i}`) : u));
+  return [
+    { key: "fp32", recipe: "fp32", utterances: fp32 },
+    { key: "w4", recipe: "hqq/4", utterances: worse, parameterMB: 30 },
+    { key: "w8", recipe: "quanto/w8", utterances: equal, parameterMB: 40 },
+  ];
+}
+
+describe("uncertainty in the report", () => {
+  it("every row carries its interval and its paired difference; the planted one is found, the equal one is not", async () => {
+    const rows = await loadResultRows(await writeStore(baseRuns()));
+    for (const r of rows) assert.ok(r.werLow <= r.wer && r.wer <= r.werHigh && r.werHigh > r.werLow, `${r.recipe}: ${r.werLow} ${r.wer} ${r.werHigh}`);
+    const hqq = rows.find((r) => r.recipe === "hqq/4")!;
+    const w8 = rows.find((r) => r.recipe === "quanto/w8")!;
+    assert.equal(rows.find((r) => r.recipe === "fp32")!.versusFp32, null);
+    assert.ok(hqq.versusFp32!.significant && hqq.versusFp32!.low > 0, JSON.stringify(hqq.versusFp32));
+    assert.ok(Math.abs(hqq.versusFp32!.difference - (6 * 8 * 100) / 1200) < 1e-9, "48 planted errors in 1200 words: 4 points");
+    assert.ok(!w8.versusFp32!.significant && w8.versusFp32!.low <= 0 && w8.versusFp32!.high >= 0, JSON.stringify(w8.versusFp32));
+
+    const t2 = mainResultsTable(rows);
+    const col = t2.columns.indexOf("vs fp32, points test-other");
+    const ci = t2.columns.indexOf("WER 95 % CI test-other");
+    assert.match(String(t2.rows.find((r) => r[1] === "hqq/4")![col]), /^\+4\.00 \(\d+\.\d\d, \d+\.\d\d\) \*$/);
+    assert.doesNotMatch(String(t2.rows.find((r) => r[1] === "quanto/w8")![col]), /\*/);
+    assert.match(String(t2.rows.find((r) => r[1] === "fp32")![ci]), /^\d+\.\d\d-\d+\.\d\d$/);
+    assert.ok(t2.notes.some((n) => n.includes("Holm")));
+
+    const f8 = pairedDifferenceFigure(rows, null);
+    const filled = f8.data.find((d) => d.name === "differs from fp32 (Holm p < 0.05)")!;
+    const hollow = f8.data.find((d) => d.name === "inside the noise")!;
+    assert.deepEqual(filled.y, ["hqq/4"]);
+    assert.deepEqual(hollow.y, ["quanto/w8"]);
+    const bars = filled.error_x as { array: number[]; arrayminus: number[] };
+    assert.ok(bars.array[0]! > 0 && bars.arrayminus[0]! > 0, "error bars drawn on both sides");
+    assert.match((f8.layout.xaxis as { title: { text: string } }).title.text, /\(percentage points\)/);
+  });
+
+  it("a chapter names what differs beyond the noise, what does not, the best trade-off, and the study's claims", async () => {
+    const rows = await loadResultRows(await writeStore(baseRuns()));
+    const text = chapterFindings(rows);
+    assert.match(text, /Worse than fp32 beyond the noise: hqq\/4 \+4\.00 points \(95 % CI [\d.]+ to [\d.]+, 60 utterances\)/);
+    assert.match(text, /Not distinguishable from fp32[^:]*: quanto\/w8/);
+    assert.match(text, /Best size trade-off here: quanto\/w8, 40\.0 MB/, "hqq/4 is smaller but significantly worse");
+    assert.doesNotMatch(text, /too few/);
+    assert.match(claimFindings(rows), /Quanto int8 weights improve on fp32[^\n]*does not hold here: quanto\/w8 is not distinguishable from fp32/);
+    const few = chapterFindings(await loadResultRows(await writeStore(baseRuns(10))));
+    assert.match(few, /too few to tell/);
+  });
+
+  it("T11 sets each recipe's WER under input perturbation beside its interval", async () => {
+    const runs = baseRuns();
+    const hqq = runs[1]!.utterances;
+    const perturbed = hqq.map((u, i) => (i < 6 ? utterance(u.id, u.words.substitutions + 2, 20, `other ${i}`) : u));
+    runs.push({ key: "w4p1", recipe: "hqq/4", utterances: perturbed, conditions: { perturb: "0.000001:1" } });
+    runs.push({ key: "w4p2", recipe: "hqq/4", utterances: hqq, conditions: { perturb: "0.000001:2" } });
+    const rows = await loadResultRows(await writeStore(runs));
+    const t11 = noiseFloorTable(rows);
+    assert.equal(t11.rows.length, 1, "only the recipe with perturbed reruns");
+    const [model, split, recipe, n, wer, , seeds, range, identical] = t11.rows[0]!;
+    assert.deepEqual([model, split, recipe, n, seeds], ["whisper-tiny.en", "test-other", "hqq/4", 60, "0.000001:1, 0.000001:2"]);
+    assert.equal(wer, 14, "(120 + 48) errors in 1200 words");
+    assert.equal(range, "14.00-15.00", "12 more errors in 1200 words");
+    assert.equal(identical, 90, "6 of 60 transcripts moved");
+    assert.equal(mainResultsTable(rows).rows.length, 3, "perturbed runs stay out of T2");
+  });
+
+  it("T12 and F9 order static runs by their calibration size", async () => {
+    const runs = baseRuns();
+    for (const n of [10, 2, 5])
+      runs.push({ key: `s${n}`, recipe: "quanto/w8a8", utterances: runs[0]!.utterances, calibration: `test-other calibration part: ${n} utterances, a .. b` });
+    const rows = await loadResultRows(await writeStore(runs));
+    const t12 = calibrationSizeTable(rows);
+    assert.deepEqual(
+      t12.rows.map((r) => r[3]),
+      [2, 5, 10],
+    );
+    const f9 = calibrationSizeFigure(rows, null);
+    assert.deepEqual(f9.data[0]!.x, [2, 5, 10]);
+    assert.ok((f9.data[0]!.error_y as { array: number[] }).array.every((v) => v >= 0));
+  });
+
+  it("a grid file asks for perturbed reruns; a malformed one is refused naming the field", async () => {
+    const dir = await tempDir();
+    const good = join(dir, "grid.json");
+    await writeFile(good, JSON.stringify({ models: ["m"], recipes: ["fp32"], splits: ["test-other"], perturb: ["1e-6:1", "1e-6:2"] }));
+    const jobs = await readGrid(good);
+    assert.deepEqual(
+      jobs.map((j) => j.perturb ?? null),
+      [null, { size: 1e-6, seed: 1 }, { size: 1e-6, seed: 2 }],
+    );
+    const bad = join(dir, "bad.json");
+    await writeFile(bad, JSON.stringify({ models: ["m"], splits: ["test-other"], perturb: ["1e-6:x"] }));
+    await assert.rejects(readGrid(bad), (e: unknown) => e instanceof KitError && e.field === "perturb" && e.message.includes("1e-6:x"));
+  });
+});
+
+describe("run keys across checkouts", () => {
+  it("a model folder inside the checkout is named by its path from the root, from anywhere; others as given", async () => {
+    const inside = join(repoRoot(), "data", "keys-test-model");
+    await mkdir(inside, { recursive: true });
+    await writeFile(join(inside, "config.json"), "{}");
+    try {
+      assert.equal(storeModelName(inside), join("data", "keys-test-model"));
+      assert.equal(storeModelName(relative(process.cwd(), inside)), join("data", "keys-test-model"));
+      const outside = await tempDir();
+      await writeFile(join(outside, "config.json"), "{}");
+      assert.equal(storeModelName(outside), outside);
+      assert.equal(storeModelName("openai/whisper-small"), "openai/whisper-small");
+    } finally {
+      await rm(inside, { recursive: true, force: true });
+    }
+  });
+});
