@@ -17,12 +17,18 @@ function stampTable(config: StudyConfig, t: Table): Table {
   return config.smoke ? { ...t, title: `[${SMOKE_STAMP}] ${t.title}`, notes: [SMOKE_STAMP, ...t.notes] } : t;
 }
 
+/** A table as a notebook shows it: the columns this run left empty dropped (the files keep them), so it fits the page. */
+export function withoutEmptyColumns(t: Table): Table {
+  const keep = t.columns.map((_, i) => t.rows.some((r) => r[i] !== null && r[i] !== undefined && r[i] !== ""));
+  return { ...t, columns: t.columns.filter((_, i) => keep[i]), rows: t.rows.map((r) => r.filter((_, i) => keep[i])) };
+}
+
 export async function writeTables(config: StudyConfig, tables: Table[]): Promise<{ files: string[]; markdown: string }> {
   const files: string[] = [];
   const parts: string[] = [];
   for (const t of tables.map((x) => stampTable(config, x))) {
     files.push(...(await writeTable(t, join(config.figuresDir, "tables"))));
-    parts.push(tableMarkdown(t));
+    parts.push(tableMarkdown(withoutEmptyColumns(t)));
   }
   return { files, markdown: parts.join("\n") };
 }

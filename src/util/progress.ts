@@ -1,6 +1,7 @@
 /**
  * Progress of a long step a user waits for: on a terminal one live line (rewritten in place), in a
- * log a plain line every `everyPercent` percent, so `make reproduce > log` stays readable.
+ * notebook kernel one line rewritten by carriage returns (Jupyter renders them in place), in a log a
+ * plain line every `everyPercent` percent, so `make reproduce > log` stays readable.
  */
 import { writeSync } from "node:fs";
 
@@ -44,6 +45,8 @@ export function progress(label: string, options: ProgressOptions = {}): Progress
   // (tslab) a burst of stderr writes fails ("Socket is busy writing"), while fd 2 reaches the log
   // of `make reproduce` all the same.
   const writeLine = (text: string) => (stream === process.stderr ? writeSync(2, text) : stream.write(text));
+  // A Jupyter kernel (the notebooks, live or under `make reproduce`): jupyter_client sets JPY_PARENT_PID.
+  const inKernel = stream === process.stderr && process.env.JPY_PARENT_PID !== undefined;
   let lastStep = -1;
   let lastWrite = -Infinity;
   let live = false;
@@ -54,8 +57,8 @@ export function progress(label: string, options: ProgressOptions = {}): Progress
       const finished = total > 0 && done >= total;
       if (!finished && now - lastWrite < (stream.isTTY ? 100 : 1000)) return;
       const text = progressText(label, done, total, (now - started) / 1000, unit, detail);
-      if (stream.isTTY) {
-        stream.write(`\r${text}\x1b[K`);
+      if (stream.isTTY || inKernel) {
+        stream.write(stream.isTTY ? `\r${text}\x1b[K` : `\r${text}`); // a kernel forwards the write as one stream message, at most one a second
         lastWrite = now;
         live = true;
         return;

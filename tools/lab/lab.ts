@@ -119,20 +119,42 @@ interface ChapterCheck {
 async function runChapter(page: Page, labUrl: string, chapter: string, outDir: string, timeoutMs: number): Promise<ChapterCheck> {
   const started = Date.now();
   const [base, query] = labUrl.split("?");
-  await page.goto(`${base}/tree/${chapter}?${query}`);
+  const stem = chapter.replace(/\.ipynb$/, "");
+  // a workspace of its own, reset: only this chapter open, so the current widget is this notebook
+  await page.goto(`${base}/workspaces/${stem}/tree/${chapter}?reset&${query}`);
   // Page-side code as strings: it runs in the browser, against JupyterLab's application object.
   const notebook = "window.jupyterapp && window.jupyterapp.shell.currentWidget";
-  await page.waitForFunction(`${notebook} && ${notebook}.sessionContext.session?.kernel?.status === "idle"`, undefined, { timeout: 120_000 });
+  const state = async () =>
+    (await page.evaluate(`(() => { const w = ${notebook};
+      if (!w || !w.context || !w.content || !w.content.widgets) return { path: null, status: null, ran: 0, code: 0, failed: false };
+      const code = w.content.widgets.filter((c) => c.model.type === "code");
+      return { path: w.context.path, status: w.sessionContext.session?.kernel?.status ?? null,
+        ran: code.filter((c) => typeof c.model.executionCount === "number").length, code: code.length,
+        failed: code.some((c) => c.model.outputs.toJSON().some((o) => o.output_type === "error")) }; })()`)) as {
+      path: string | null;
+      status: string | null;
+      ran: number;
+      code: number;
+      failed: boolean;
+    };
+  const waitFor = async (what: string, done: (s: Awaited<ReturnType<typeof state>>) => boolean, limitMs: number) => {
+    let lastLog = Date.now();
+    for (;;) {
+      const s = await state();
+      if (done(s)) return s;
+      if (Date.now() - started > limitMs) throw new Error(`${chapter}: ${what} not reached in ${limitMs / 1000} s (${JSON.stringify(s)})`);
+      if (Date.now() - lastLog > 30_000) {
+        console.log(`lab test: ${chapter}: waiting for ${what}: ${JSON.stringify(s)}`);
+        lastLog = Date.now();
+      }
+      await new Promise((r) => setTimeout(r, 500));
+    }
+  };
+  await waitFor("its kernel", (s) => s.path === chapter && s.status === "idle", 120_000);
+  await page.evaluate(`window.jupyterapp.shell.collapseLeft()`); // the notebook at the page's width, as a reader would
   await page.evaluate(`window.jupyterapp.commands.execute("notebook:run-all-cells")`);
   // idle, and every code cell has run (an execution count), or one failed (run-all stops there)
-  await page.waitForFunction(
-    `(() => { const w = ${notebook}; if (w.sessionContext.session?.kernel?.status !== "idle") return false;
-       const code = w.content.widgets.filter((c) => c.model.type === "code");
-       const failed = code.some((c) => c.model.outputs.toJSON().some((o) => o.output_type === "error"));
-       return failed || code.every((c) => typeof c.model.executionCount === "number"); })()`,
-    undefined,
-    { timeout: timeoutMs, polling: 500 },
-  );
+  await waitFor("every cell to run", (s) => s.path === chapter && s.status === "idle" && (s.failed || s.ran === s.code), timeoutMs);
   const report = (await page.evaluate(`(() => {
     const w = ${notebook};
     const errors = [];
@@ -147,13 +169,21 @@ async function runChapter(page: Page, labUrl: string, chapter: string, outDir: s
       images: images.length,
       emptyImages: images.filter((img) => !(img.naturalWidth > 0 && img.naturalHeight > 0)).length,
       audio: w.node.querySelectorAll(".jp-OutputArea-output audio").length,
+      overflowing: [...w.node.querySelectorAll(".jp-OutputArea-output table")].filter((t) => t.scrollWidth > t.closest(".jp-OutputArea-output").clientWidth + 1).length,
     };
-  })()`)) as { errors: string[]; cells: number; tables: number; images: number; emptyImages: number; audio: number };
+  })()`)) as {
+    errors: string[];
+    cells: number;
+    tables: number;
+    images: number;
+    emptyImages: number;
+    audio: number;
+    overflowing: number;
+  };
   // the notebook scrolls inside the page: one screenshot per screenful, top to bottom (at most 12)
   const scroller = `(${notebook}.node.querySelector(".jp-WindowedPanel-outer") || ${notebook}.node)`;
   const height = (await page.evaluate(`${scroller}.scrollHeight`)) as number;
   const view = (await page.evaluate(`${scroller}.clientHeight`)) as number;
-  const stem = chapter.replace(/\.ipynb$/, "");
   const screenshot = join(outDir, `${stem}-1.png`);
   for (let k = 0; k < Math.min(12, Math.ceil(height / Math.max(1, view))); k++) {
     await page.evaluate(`${scroller}.scrollTop = ${k * view}`);
@@ -191,11 +221,15 @@ async function test(outDir: string): Promise<void> {
   try {
     lab = await startLab(await freePort(), { ...services.env, FIGURES_DIR: figures }, settings);
     console.log(`lab test: server answered after ${((Date.now() - started) / 1000).toFixed(1)} s`);
-    const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
     const checks: ChapterCheck[] = [];
     const chapters = (process.env.LAB_TEST_CHAPTERS ?? "00-setup-and-data,02-quantization-primer,01-baseline").split(",").map((c) => `${c}.ipynb`);
     for (const chapter of chapters) {
-      const check = await runChapter(page, lab.url, chapter, outDir, 600_000);
+      const page = await browser.newPage({ viewport: { width: 1280, height: 900 } }); // one page per chapter: nothing carried over
+      const check = await runChapter(page, lab.url, chapter, outDir, 600_000).catch(async (e: unknown) => {
+        await page.screenshot({ path: join(outDir, `${chapter.replace(/\.ipynb$/, "")}-failed.png`) }).catch(() => undefined);
+        throw e;
+      });
+      await page.close();
       checks.push(check);
       console.log(
         `lab test: ${chapter}: ${check.cells} cells ran in ${check.seconds.toFixed(1)} s; ${check.tables} tables, ${check.images} figures, ${check.audio} audio players; ${check.screenshot}`,

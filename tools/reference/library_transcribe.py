@@ -61,12 +61,13 @@ def replace_linears(module, make):
 
 
 class DequantizedOnce(torch.nn.Module):
-    """HQQLinear's PyTorch forward (matmul(x, dequantize().t()) + bias) with the dequantized weight kept
-    rather than rebuilt on every call: the same arithmetic, without 20M-element dequantizations per token."""
+    """HQQLinear's PyTorch forward, and quanto's fallback for 2-bit weights (matmul(x, dequantize().t()) + bias),
+    with the dequantized weight kept rather than rebuilt on every call: the same arithmetic, without 20M-element
+    dequantizations per token."""
 
-    def __init__(self, layer):
+    def __init__(self, layer, weight=None):
         super().__init__()
-        self.weight_t = layer.dequantize().t()
+        self.weight_t = (layer.dequantize() if weight is None else weight).t()
         self.bias = layer.bias
 
     def forward(self, x):
@@ -124,6 +125,10 @@ def load(model_dir, recipe, processor, calibration):
         else:
             quantize(model, weights=qtypes[weights])
         freeze(model)
+        if weights == "w2":
+            # quanto has no CPU kernel for 2-bit weights: each call falls back to matmul(x, dequantize().t()) + bias
+            # (QuantizedLinearFunction, qfallback); the same arithmetic with the weight dequantized once
+            replace_linears(model, lambda lin: DequantizedOnce(lin, lin.qweight.dequantize()))
         return model
     if recipe.startswith("hqq/"):
         from hqq.core.quantize import BaseQuantizeConfig, HQQLinear
