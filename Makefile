@@ -62,7 +62,7 @@ test-data: build
 # LIBRISPEECH_DIR, HUB_URL, CALIBRATION_LIMIT, CALIBRATION_SIZES (chapter 04), PERTURB (size:seed
 # reruns for the noise floor) reach the notebooks through the environment.
 # Models and splits are downloaded on first use (verified, resumable, with progress).
-export MODELS SPLITS LIMIT RECIPES MODEL_DIR HUB_URL CALIBRATION_LIMIT CALIBRATION_SIZES PERTURB THREADS LIBRISPEECH_DIR LIBRISPEECH_MIRROR LIBRISPEECH_CHECKSUMS
+export MODELS SPLITS LIMIT RECIPES MODEL_DIR HUB_URL CALIBRATION_LIMIT CALIBRATION_SIZES PERTURB SCHEDULER THREADS LIBRISPEECH_DIR LIBRISPEECH_MIRROR LIBRISPEECH_CHECKSUMS
 reproduce: build kernel system-deps
 	$(MAKE) --no-print-directory run-notebooks
 

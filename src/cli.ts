@@ -17,9 +17,9 @@ function addCommand(parent: Command, spec: CommandSpec, name: string): void {
     if (o.hidden) option.hideHelp();
     if (o.parse) {
       const parse = o.parse;
-      option.argParser((value: string) => {
+      option.argParser((value: string, previous: unknown) => {
         try {
-          return parse(value);
+          return parse(value, previous);
         } catch (err) {
           throw new InvalidArgumentError((err as Error).message);
         }

@@ -12,7 +12,7 @@ import { parsePerturbation } from "../eval/perturb.js";
 import { ResultsStore } from "../eval/results-store.js";
 import { mergeStores } from "../eval/runner.js";
 import { parseShard, type Selection } from "../eval/splits.js";
-import { runWorkerProcesses } from "../eval/worker-processes.js";
+import { runWorkerProcesses, withoutOptions } from "../eval/worker-processes.js";
 import { fetchModel, resolveModelDir, type FetchOptions } from "../hub/fetch-model.js";
 import { buildManifest, defaultLibriSpeechDir, fetchLibriSpeech } from "../hub/librispeech.js";
 import { buildOnnxModel, ensureOnnxModel } from "../model/build.js";
@@ -24,6 +24,8 @@ import { KitError } from "../util/errors.js";
 import { dataDir } from "../util/fs.js";
 import { progress } from "../util/progress.js";
 import { ensureData, modelLocation, studyConfig } from "../study/study.js";
+import { gridStatus, resubmitCommand, resubmitFailed, submitGrid } from "../slurm/slurm.js";
+import { writeStoreReport } from "../report/write.js";
 
 /** A value the user typed was not what the option takes (exit status 2, like any usage error). */
 export class UsageError extends Error {}
@@ -33,7 +35,7 @@ export interface OptionSpec {
   description: string;
   default?: string | number | boolean;
   defaultShown?: string; // how --help shows the default, where the value itself is a machine's path
-  parse?: (value: string) => unknown;
+  parse?: (value: string, previous: unknown) => unknown; // previous: the value so far (repeatable options)
   required?: boolean;
   hidden?: boolean; // set by the kit itself (worker processes), not by users
 }
@@ -46,6 +48,11 @@ export interface CommandSpec {
   example: string;
   // biome-ignore lint/suspicious/noExplicitAny: commander hands over the options its spec parsed; each run reads its own
   run: (args: string[], options: Record<string, any>, raw: string[]) => Promise<void>;
+}
+
+/** A repeatable option's values, in order. */
+export function collect(value: string, previous: unknown): string[] {
+  return [...(Array.isArray(previous) ? (previous as string[]) : []), value];
 }
 
 export function positiveInt(text: string): number {
@@ -119,6 +126,53 @@ const EVALUATION: OptionSpec[] = [
   { flags: "--worker-processes <k>", description: "set by --workers on the processes it starts", parse: positiveInt, hidden: true },
 ];
 
+const SLURM_FLAGS = ["slurm", "dry-run", "prepare-only"];
+const SLURM_VALUES = ["config", "results", "tasks", "partition", "time", "cpus-per-task", "mem", "sbatch-arg", "threads", "workers", "shard"];
+
+// biome-ignore lint/suspicious/noExplicitAny: the options of grid, as commander parsed them
+async function submitToSlurm(o: Record<string, any>, raw: string[]): Promise<void> {
+  const gridArgs = withoutOptions(
+    raw.filter((a) => !SLURM_FLAGS.some((f) => a === `--${f}`)),
+    SLURM_VALUES,
+  );
+  const results = o.results ?? join(dataDir(), "results");
+  const { scripts, files, jobs } = await submitGrid(
+    {
+      config: o.config,
+      results,
+      gridArgs,
+      ...(o.tasks ? { tasks: o.tasks } : {}),
+      ...(o.partition ? { partition: o.partition } : {}),
+      ...(o.time ? { time: o.time } : {}),
+      ...(o.cpusPerTask ? { cpusPerTask: o.cpusPerTask } : {}),
+      ...(o.mem ? { mem: o.mem } : {}),
+      sbatchArgs: o.sbatchArg ?? [],
+    },
+    { node: process.execPath, script: process.argv[1]!, cwd: process.cwd() },
+    o.dryRun ?? false,
+  );
+  if (!jobs) {
+    for (const k of ["prepare", "array", "merge"] as const) console.log(`# ${files[k]}\n${scripts[k]}`);
+    return;
+  }
+  console.log(
+    `submitted: prepare ${jobs.prepare}, array ${jobs.array} (${jobs.tasks} tasks), merge ${jobs.merge}; scripts and logs in ${join(results, "slurm")}`,
+  );
+  console.log(`follow it with: ptq grid --status ${results}`);
+}
+
+async function printGridStatus(results: string): Promise<void> {
+  const { jobs, tasks, merge, prepare } = await gridStatus(results);
+  console.log(`prepare ${jobs.prepare}: ${prepare ?? "finished (no longer listed by Slurm)"}`);
+  for (const t of tasks)
+    console.log(
+      `task ${t.task}: ${t.state}${t.slurmState ? ` (${t.slurmState})` : ""}, ${t.utterances} utterances stored${t.state === "failed" ? `; log ${t.log}` : ""}`,
+    );
+  console.log(`merge ${jobs.history?.at(-1)?.merge ?? jobs.merge}: ${merge ?? "finished (no longer listed by Slurm)"}`);
+  const failed = tasks.filter((t) => t.state === "failed");
+  if (failed.length) console.log(`${failed.length} failed; after fixing the cause, resubmit them and the merge with: ${resubmitCommand(results)}`);
+}
+
 // biome-ignore lint/suspicious/noExplicitAny: the options of eval or grid, as commander parsed them
 async function evaluate(command: "eval" | "grid", o: Record<string, any>, raw: string[]): Promise<void> {
   const shard = o.shard !== undefined ? parseShard(o.shard) : undefined;
@@ -149,6 +203,11 @@ async function evaluate(command: "eval" | "grid", o: Record<string, any>, raw: s
     ...(o.calibrationLimit ? { calibrationLimit: o.calibrationLimit } : {}),
   });
   const threads: number = o.threads ?? Math.max(1, Math.floor(cpus().length / workers));
+  if (o.prepareOnly) {
+    for (const job of jobs) await prepareJob(settings(job), { transcriberOptions: { hub: hubOptions(o), threads } });
+    console.log(`prepared ${jobs.length} jobs: every model and recipe built, quantized and calibrated`);
+    return;
+  }
   if (workers > 1) {
     // Models built, quantized and calibrated here first, the store repaired, then K children.
     for (const job of jobs) await prepareJob(settings(job), { transcriberOptions: { hub: hubOptions(o), threads: threads * workers } });
@@ -419,26 +478,73 @@ export const COMMANDS: CommandSpec[] = [
   },
   {
     name: "grid",
-    summary: "evaluate models x recipes x splits (x noise) from a grid file into the results store",
+    summary: "evaluate models x recipes x splits (x noise) from a grid file into the results store, here or on Slurm",
     options: [
-      { flags: "--config <file>", description: 'grid JSON: {"models": [...], "recipes": [...], "splits": [...], "limit": 100}', required: true },
+      { flags: "--config <file>", description: 'grid JSON: {"models": [...], "recipes": [...], "splits": [...], "limit": 100}' },
       ...EVALUATION,
+      { flags: "--prepare-only", description: "only download, build, quantize and calibrate what the grid needs (the Slurm prepare job)" },
+      { flags: "--slurm", description: "submit the grid to Slurm: a prepare job, an array of --tasks shards, a merge job after them" },
+      { flags: "--tasks <n>", description: "Slurm: array tasks (default: one per ~250 utterance evaluations)", parse: positiveInt },
+      { flags: "--partition <name>", description: "Slurm: the partition" },
+      { flags: "--time <limit>", description: "Slurm: time limit of each job (e.g. 4:00:00)" },
+      { flags: "--cpus-per-task <n>", description: "Slurm: cores per task (onnxruntime threads)", parse: positiveInt },
+      { flags: "--mem <size>", description: "Slurm: memory per job (e.g. 8G)" },
+      { flags: "--sbatch-arg <arg>", description: "Slurm: one more #SBATCH line (repeatable)", parse: collect },
+      { flags: "--dry-run", description: "Slurm: print the scripts, submit nothing" },
+      { flags: "--status <dir>", description: "Slurm: each task of the grid submitted into DIR: pending, running, done, failed, utterances stored" },
+      { flags: "--resubmit <dir>", description: "Slurm: resubmit only the failed tasks of DIR, and the merge after them" },
     ],
-    example: "ptq grid --config grid.json --shard 2/4",
-    run: async (_, o, raw) => evaluate("grid", o, raw),
+    example:
+      "ptq grid --config grid.json --shard 2/4\n  ptq grid --config grid.json --slurm --tasks 8 --partition cpu --results /shared/results\n  ptq grid --status /shared/results",
+    run: async (_, o, raw) => {
+      if (o.status) return printGridStatus(o.status);
+      if (o.resubmit) {
+        const r = await resubmitFailed(o.resubmit);
+        console.log(`resubmitted tasks ${r.tasks.join(", ")} as array job ${r.array}; merge job ${r.merge} after them`);
+        return;
+      }
+      if (!o.config) throw new KitError("ptq grid needs --config <file>", { field: "--config", fix: "ptq grid --config grid.json (or --status DIR)" });
+      if (o.slurm) return submitToSlurm(o, raw);
+      return evaluate("grid", o, raw);
+    },
   },
   {
     name: "merge",
     summary: "join the results stores of a sharded grid",
     arguments: "<stores...>",
-    options: [{ flags: "--out <dir>", description: "the store to merge into", required: true }],
+    options: [
+      { flags: "--out <dir>", description: "the store to merge into", required: true },
+      { flags: "--require-complete", description: "fail unless every run has all its utterances (the Slurm merge job)" },
+    ],
     example: "ptq merge shard1/ shard2/ --out data/results",
     run: async (stores, o) => {
+      const target = new ResultsStore(o.out);
       const result = await mergeStores(
         stores.map((d) => new ResultsStore(d)),
-        new ResultsStore(o.out),
+        target,
       );
       console.log(`${result.runs} runs merged into ${o.out}; ${result.completed} completed by the merge`);
+      if (o.requireComplete) {
+        const incomplete = await target.incompleteRuns();
+        if (incomplete.length)
+          throw new KitError(`${incomplete.length} of ${result.runs} runs lack utterances after the merge: ${incomplete.slice(0, 3).join(", ")}`, {
+            field: "--require-complete",
+            fix: "a shard is missing or partial: see ptq grid --status, resubmit its task, merge again",
+          });
+      }
+    },
+  },
+  {
+    name: "report",
+    summary: "the tables (T2-T4, T11; csv, md, tex) and figures (F1, F2, F8; html) of a results store, without a notebook or a browser",
+    options: [
+      { flags: "--results <dir>", description: "the results store", required: true },
+      { flags: "--out <dir>", description: "where the tables and figures go", required: true },
+    ],
+    example: "ptq report --results data/results --out data/results/report",
+    run: async (_, o) => {
+      const files = await writeStoreReport(o.results, o.out);
+      console.log(`${files.length} files written under ${o.out}`);
     },
   },
   {

@@ -218,6 +218,17 @@ export class ResultsStore {
     return new Map(read.records.map((r) => [r.id, r]));
   }
 
+  /** Runs whose spec names utterances the store does not hold (a shard missing from a merge). */
+  async incompleteRuns(): Promise<string[]> {
+    const out: string[] = [];
+    for (const key of await this.runKeys()) {
+      const spec = await this.readSpec(key);
+      const done = await this.finishedUtterances(key);
+      if (spec && !spec.utteranceIds.every((id) => done.has(id))) out.push(key);
+    }
+    return out;
+  }
+
   async appendUtterance(key: string, result: UtteranceResult): Promise<void> {
     await this.append(this.runFile(key), result);
   }

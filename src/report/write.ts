@@ -6,12 +6,13 @@
  */
 import { readFile } from "node:fs/promises";
 import { createRequire } from "node:module";
-import { join } from "node:path";
+import { join, relative } from "node:path";
 import dfd from "danfojs-node";
 import { KitError } from "../util/errors.js";
 import { writeFileAtomic } from "../util/fs.js";
-import type { Figure } from "./figures.js";
-import type { Cell, Table } from "./tables.js";
+import { pairedDifferenceFigure, werVsBitsFigure, werVsSizeFigure, type Figure } from "./figures.js";
+import { loadResultRows } from "./rows.js";
+import { mainResultsTable, modelSizeTable, noiseFloorTable, staticGridTable, type Cell, type Table } from "./tables.js";
 
 const require = createRequire(import.meta.url);
 
@@ -149,5 +150,20 @@ export async function writeFigure(figure: Figure, dir: string, renderer: FigureR
   await writeFileAtomic(files[0]!, figureHtml(figure, plotlySrc));
   await writeFileAtomic(files[1]!, await renderer.render(figure, "png"));
   await writeFileAtomic(files[2]!, await renderer.render(figure, "svg"));
+  return files;
+}
+
+/** A results store's tables and figures (HTML only: no browser needed, e.g. on a cluster node). */
+export async function writeStoreReport(storeDir: string, outDir: string): Promise<string[]> {
+  const rows = await loadResultRows(storeDir);
+  const files: string[] = [];
+  for (const t of [mainResultsTable(rows), staticGridTable(rows), modelSizeTable(rows), noiseFloorTable(rows)])
+    files.push(...(await writeTable(t, join(outDir, "tables"))));
+  const plotly = relative(outDir, plotlyScriptPath());
+  for (const f of [werVsSizeFigure(rows, null), werVsBitsFigure(rows, null), pairedDifferenceFigure(rows, null)]) {
+    const file = join(outDir, `${f.id}.html`);
+    await writeFileAtomic(file, figureHtml(f, plotly));
+    files.push(file);
+  }
   return files;
 }

@@ -10,6 +10,7 @@
  * FIGURES_DIR, THREADS, and SMOKE=1 (random-weight model, every output stamped as a smoke run).
  */
 import { existsSync } from "node:fs";
+import { mkdir } from "node:fs/promises";
 import { cpus } from "node:os";
 import { isAbsolute, join, resolve } from "node:path";
 import { runJob, RECIPES_AVAILABLE, type EvalJob } from "../eval/jobs.js";
@@ -19,11 +20,12 @@ import { ResultsStore } from "../eval/results-store.js";
 import type { Transcriber } from "../asr/transcriber.js";
 import type { RecipeOptions } from "../recipes/catalog.js";
 import { KitError } from "../util/errors.js";
-import { dataDir, repoRoot } from "../util/fs.js";
+import { dataDir, repoRoot, writeJsonAtomic } from "../util/fs.js";
 import { defaultLibriSpeechDir, fetchLibriSpeech } from "../hub/librispeech.js";
 import { fetchModel } from "../hub/fetch-model.js";
 import { progress } from "../util/progress.js";
 import { loadResultRows, shortModelName, type ResultRow } from "../report/rows.js";
+import { jobState, resubmitCommand, submitGrid } from "../slurm/slurm.js";
 
 export interface StudyConfig {
   models: string[]; // hub ids or folders, as given
@@ -186,7 +188,22 @@ export interface StudyRequest {
  * Run (or resume) every evaluation the request names; finished runs are read from the store, so a
  * rerun does only what is missing. Progress goes to stderr, one line per run.
  */
+/** One line saying which configuration a chapter runs on (printed by every chapter's first evaluation). */
+export function describeConfig(config: StudyConfig): string {
+  const models = config.models.map((m) => shortModelName(m)).join(", ");
+  return [
+    `configuration: ${config.smoke ? "SMOKE (random weights), " : ""}models ${models}`,
+    `splits ${config.splits.join(", ")} (${config.limit ? `first ${config.limit} evaluated` : "the whole evaluation part"})`,
+    `${config.recipes.length} recipes`,
+    `audio from ${config.librispeechDir}`,
+    `results in ${config.resultsDir}`,
+    `${config.threads} threads`,
+    ...(config.perturb.length ? [`perturbed reruns ${config.perturb.map((p) => `${p.size}:${p.seed}`).join(", ")}`] : []),
+  ].join("; ");
+}
+
 export async function runStudy(config: StudyConfig, request: StudyRequest = {}): Promise<ResultRow[]> {
+  console.log(describeConfig(config));
   await ensureData(config, request.models ?? config.models, request.splits ?? config.splits);
   const store = new ResultsStore(config.resultsDir);
   const jobs: EvalJob[] = [];
@@ -213,6 +230,7 @@ export async function runStudy(config: StudyConfig, request: StudyRequest = {}):
       }
     }
   }
+  if (process.env.SCHEDULER === "slurm") await runOnSlurm(config, jobs);
   const transcribers = new Map<string, Transcriber>();
   const keys = new Set<string>();
   try {
@@ -253,4 +271,54 @@ export async function runCalibrationStudy(config: StudyConfig, recipes: string[]
   }
   const seen = new Set<string>();
   return rows.filter((r) => !seen.has(r.key) && seen.add(r.key));
+}
+
+/**
+ * SCHEDULER=slurm: the study's evaluations as a Slurm grid (prepare, array, merge into the results
+ * folder), waited for; the chapter then finds every run finished in the store. Jobs with recipe
+ * options (chapter 09's per-layer runs) have no grid form and run here as before.
+ */
+async function runOnSlurm(config: StudyConfig, jobs: EvalJob[]): Promise<void> {
+  const gridable = jobs.filter((j) => !j.options);
+  if (gridable.length === 0) return;
+  const conditions = (j: EvalJob) => (j.noise ? `noise ${j.noise.kind}:${j.noise.snrDb}` : j.perturb ? `perturb ${j.perturb.size}:${j.perturb.seed}` : "");
+  // one grid per set of conditions: a grid file crosses models x recipes x splits with its noise and perturbations
+  const groups = new Map<string, EvalJob[]>();
+  for (const j of gridable) groups.set(conditions(j), [...(groups.get(conditions(j)) ?? []), j]);
+  for (const group of groups.values()) {
+    const first = group[0]!;
+    const dir = join(config.resultsDir, "slurm-grids");
+    await mkdir(dir, { recursive: true });
+    const grid = {
+      models: [...new Set(group.map((j) => j.model))],
+      recipes: [...new Set(group.map((j) => j.recipe))],
+      splits: [...new Set(group.map((j) => j.split))],
+      librispeechDir: config.librispeechDir,
+      ...(config.limit ? { limit: config.limit } : {}),
+      ...(first.calibrationLimit ? { calibrationLimit: first.calibrationLimit } : {}),
+      ...(first.noise ? { noise: [`${first.noise.kind}:${first.noise.snrDb}`] } : {}),
+      ...(first.perturb ? { perturb: [`${first.perturb.size}:${first.perturb.seed}`] } : {}),
+    };
+    const file = join(dir, `grid-${Date.now()}.json`);
+    await writeJsonAtomic(file, grid);
+    const cli = { node: process.execPath, script: join(repoRoot(), "build", "src", "cli.js"), cwd: repoRoot() };
+    const { jobs: submitted } = await submitGrid(
+      { config: file, results: config.resultsDir, gridArgs: config.hubUrl ? ["--hub-url", config.hubUrl] : [], sbatchArgs: [] },
+      cli,
+      false,
+    );
+    process.stderr.write(
+      `submitted to Slurm: ${grid.recipes.length} recipes x ${grid.splits.length} splits as ${submitted!.tasks} tasks; waiting for merge job ${submitted!.merge}\n`,
+    );
+    for (;;) {
+      const s = await jobState(submitted!.merge);
+      if (!s || s.state === "COMPLETED") break;
+      if ((s.state !== "PENDING" && s.state !== "RUNNING" && s.state !== "COMPLETING") || s.reason === "DependencyNeverSatisfied")
+        throw new KitError(`the Slurm grid in ${config.resultsDir} did not finish: merge job ${submitted!.merge} is ${s.state} (${s.reason})`, {
+          field: "SCHEDULER",
+          fix: `see ptq grid --status ${config.resultsDir}; after fixing the cause: ${resubmitCommand(config.resultsDir)}, then rerun`,
+        });
+      await new Promise((r) => setTimeout(r, 10_000));
+    }
+  }
 }
