@@ -385,27 +385,36 @@ export function pairedDifferenceFigure(rows: ResultRow[], smoke: string | null):
   const rs = clean(rows).filter((r) => r.versusFp32 !== null);
   const splits = [...new Set(rs.map((r) => r.split))].sort();
   const models = [...new Set(rs.map((r) => r.model))].sort();
-  const label = (r: ResultRow) => (models.length > 1 ? `${r.model} ${r.recipe}` : r.recipe);
+  // one category per run: the recipe, with the model where there are several and the calibration size where a recipe ran with several
+  const base = (r: ResultRow) => (models.length > 1 ? `${r.model} ${r.recipe}` : r.recipe);
+  const repeated = new Set(rs.filter((r, i) => rs.findIndex((x) => x.split === r.split && base(x) === base(r)) !== i).map((r) => `${r.split}\u0000${base(r)}`));
+  const label = (r: ResultRow) =>
+    repeated.has(`${r.split}\u0000${base(r)}`)
+      ? `${base(r)} (${calibrationUtterances(r) !== null ? `calibrated on ${calibrationUtterances(r)}` : r.key.slice(0, 6)})`
+      : base(r);
   const ps = panels(Math.max(1, splits.length), 0.22);
   const data: Array<Record<string, unknown>> = [];
-  const lows = rs.map((r) => Math.max(-DIFFERENCE_AXIS_CAP, r.versusFp32!.low));
-  const highs = rs.map((r) => Math.min(DIFFERENCE_AXIS_CAP, r.versusFp32!.high));
+  const onScale = (r: ResultRow) => Math.abs(r.versusFp32!.difference) <= DIFFERENCE_AXIS_CAP;
+  const lows = rs.filter(onScale).map((r) => Math.max(-DIFFERENCE_AXIS_CAP, r.versusFp32!.low));
+  const highs = rs.filter(onScale).map((r) => Math.min(DIFFERENCE_AXIS_CAP, r.versusFp32!.high));
   const span = Math.max(1, ...highs, ...lows.map((v) => -v));
-  const range = [Math.min(-1, ...lows) - 0.08 * span, Math.max(1, ...highs) + 0.25 * span];
+  const range = [Math.min(-1, ...lows) - 0.08 * span, Math.max(1, ...highs) + 0.3 * span];
   let tallest = 1;
+  const orders: string[][] = []; // per panel, bottom to top: the largest difference on top
   splits.forEach((split, i) => {
     const here = rs.filter((r) => r.split === split).sort((a, b) => b.versusFp32!.difference - a.versusFp32!.difference);
     tallest = Math.max(tallest, here.length);
+    orders.push([...here].reverse().map(label));
     for (const significant of [true, false]) {
-      const pts = here.filter((r) => r.versusFp32!.significant === significant);
+      const pts = here.filter((r) => r.versusFp32!.significant === significant && onScale(r));
       data.push({
         type: "scatter",
         mode: "markers",
-        name: significant ? "differs from fp32 (Holm p < 0.05)" : "inside the noise",
+        name: significant ? "differs from fp32 (Holm-corrected p < 0.05)" : "not significant after Holm's correction (bars: unadjusted 95 % intervals)",
         legendgroup: String(significant),
         showlegend: i === 0,
         y: pts.map(label),
-        x: pts.map((r) => Math.max(range[0]!, Math.min(range[1]!, r.versusFp32!.difference))),
+        x: pts.map((r) => r.versusFp32!.difference),
         error_x: {
           type: "data",
           symmetric: false,
@@ -425,7 +434,8 @@ export function pairedDifferenceFigure(rows: ResultRow[], smoke: string | null):
         yaxis: ps[i]!.y,
       });
     }
-    const beyond = here.filter((r) => Math.abs(r.versusFp32!.difference) > DIFFERENCE_AXIS_CAP);
+    // off the scale (collapsed recipes): their value as text at the edge, no marker
+    const beyond = here.filter((r) => !onScale(r));
     if (beyond.length)
       data.push({
         type: "scatter",
@@ -433,7 +443,11 @@ export function pairedDifferenceFigure(rows: ResultRow[], smoke: string | null):
         showlegend: false,
         y: beyond.map(label),
         x: beyond.map((r) => (r.versusFp32!.difference > 0 ? range[1]! : range[0]!)),
-        text: beyond.map((r) => (r.versusFp32!.difference > 0 ? `+${r.versusFp32!.difference.toFixed(0)} ▸` : `◂ ${r.versusFp32!.difference.toFixed(0)}`)),
+        text: beyond.map((r) =>
+          r.versusFp32!.difference > 0
+            ? `+${r.versusFp32!.difference.toFixed(0)} (${r.versusFp32!.low.toFixed(0)}, ${r.versusFp32!.high.toFixed(0)}) ▸`
+            : `◂ ${r.versusFp32!.difference.toFixed(0)}`,
+        ),
         textposition: beyond.map((r) => (r.versusFp32!.difference > 0 ? "middle left" : "middle right")),
         textfont: { size: 10, color: "#c0392b" },
         hoverinfo: "skip",
@@ -446,8 +460,12 @@ export function pairedDifferenceFigure(rows: ResultRow[], smoke: string | null):
     x: { range, zeroline: true, zerolinecolor: "#222" },
     y: { type: "category", automargin: true, tickfont: { size: 11 } },
   });
-  layout.legend = { orientation: "h", x: 0, y: -0.08, yanchor: "top" };
-  return { id: "F8-paired-difference", title: "Paired WER difference against fp32", data, layout, width: 1100, height: Math.max(420, 140 + 24 * tallest) };
+  orders.forEach((order, i) =>
+    Object.assign(layout[`yaxis${i === 0 ? "" : i + 1}`] as Record<string, unknown>, { categoryorder: "array", categoryarray: order }),
+  );
+  layout.legend = { orientation: "h", x: 0, y: -0.1, yanchor: "top" };
+  layout.margin = { l: 70, r: 20, t: 70, b: 120 };
+  return { id: "F8-paired-difference", title: "Paired WER difference against fp32", data, layout, width: 1100, height: Math.max(460, 180 + 24 * tallest) };
 }
 
 /** F9: static recipes' WER (95 % CI bars) against the number of calibration utterances, per split. */
