@@ -460,9 +460,8 @@ export function pairedDifferenceFigure(rows: ResultRow[], smoke: string | null):
     x: { range, zeroline: true, zerolinecolor: "#222" },
     y: { type: "category", automargin: true, tickfont: { size: 11 } },
   });
-  orders.forEach((order, i) =>
-    Object.assign(layout[`yaxis${i === 0 ? "" : i + 1}`] as Record<string, unknown>, { categoryorder: "array", categoryarray: order }),
-  );
+  for (const [i, order] of orders.entries())
+    Object.assign(layout[`yaxis${i === 0 ? "" : i + 1}`] as Record<string, unknown>, { categoryorder: "array", categoryarray: order });
   layout.legend = { orientation: "h", x: 0, y: -0.1, yanchor: "top" };
   layout.margin = { l: 70, r: 20, t: 70, b: 120 };
   return { id: "F8-paired-difference", title: "Paired WER difference against fp32", data, layout, width: 1100, height: Math.max(460, 180 + 24 * tallest) };
