@@ -93,7 +93,9 @@ export const STUDY_CLAIMS: Claim[] = [
     verdict: (rows) => {
       const r = row(rows, "quanto/w8");
       if (!r) return null;
-      return r.versusFp32!.significant && r.versusFp32!.difference < 0 ? `holds here: quanto/w8 is ${side(r)}` : `does not hold here: quanto/w8 is ${side(r)}`;
+      const v = r.versusFp32!;
+      const verdict = !v.significant ? "not shown here (inside the noise)" : v.difference < 0 ? "holds here" : "the opposite here";
+      return `${verdict}: quanto/w8 is ${side(r)}`;
     },
   },
   {
