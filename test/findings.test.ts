@@ -132,7 +132,10 @@ describe("uncertainty in the report", () => {
     assert.match(text, /Not distinguishable from fp32[^:]*: quanto\/w8/);
     assert.match(text, /Best size trade-off here: quanto\/w8, 40\.0 MB/, "hqq/4 is smaller but significantly worse");
     assert.doesNotMatch(text, /too few/);
-    assert.match(claimFindings(rows), /Quanto int8 weights improve on fp32[^\n]*not shown here \(inside the noise\): quanto\/w8 is not distinguishable from fp32/);
+    assert.match(
+      claimFindings(rows),
+      /Quanto int8 weights improve on fp32[^\n]*not shown here \(inside the noise\): quanto\/w8 is not distinguishable from fp32/,
+    );
     const few = chapterFindings(await loadResultRows(await writeStore(baseRuns(10))));
     assert.match(few, /too few to tell/);
   });
