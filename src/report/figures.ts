@@ -520,3 +520,30 @@ export function calibrationSizeFigure(rows: ResultRow[], smoke: string | null): 
   panelAxes(layout, ps, ["calibration utterances (first N of the split's 10 %)"], "WER (%)", splits, { x: { type: "log" }, y: LOG_WER_TICKS });
   return { id: "F9-calibration-size", title: "Static recipes against calibration size", data, layout, width: 1100, height: 520 };
 }
+
+/** One scheme's reconstruction error on a weight (src/study/primer.ts measures them). */
+export interface SchemeErrorPoint {
+  family: string; // one line of F7
+  bits: number;
+  relativeRmse: number; // ||dequantized - original|| / ||original||
+}
+
+/** F7: relative RMS error against bit width, one line per scheme family, on one layer. */
+export function errorVsBitsFigure(layer: string, errors: readonly SchemeErrorPoint[], smoke: string | null): Figure {
+  const families = [...new Set(errors.map((e) => e.family))];
+  const data = families.map((family, i) => {
+    const pts = errors.filter((e) => e.family === family).sort((a, b) => a.bits - b.bits);
+    return {
+      type: "scatter",
+      mode: "lines+markers",
+      name: family,
+      x: pts.map((e) => e.bits),
+      y: pts.map((e) => 100 * e.relativeRmse),
+      line: { color: PALETTE[i % PALETTE.length] },
+    };
+  });
+  const layout = baseLayout(`F7. Relative RMS error of ${layer} against bit width`, smoke);
+  layout.xaxis = axis("bits per weight", { tickvals: [1, 2, 3, 4, 8] });
+  layout.yaxis = axis("relative RMS error (%)", { type: "log" });
+  return { id: "F7-error-vs-bits", title: "Error against bits", data, layout, width: 1000, height: 480 };
+}

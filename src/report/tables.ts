@@ -300,3 +300,18 @@ export function calibrationSizeTable(rows: ResultRow[]): Table {
     notes: [SIGNIFICANCE_NOTE, "calibration utterances come from the split's calibration part, which is never evaluated."],
   };
 }
+
+/** T5: each scheme's reconstruction error on one weight [rows, cols]. */
+export function schemeErrorTable(
+  layer: string,
+  shape: [number, number],
+  errors: ReadonlyArray<{ scheme: string; bits: number; granularity: string; relativeRmse: number; maxAbsError: number }>,
+): Table {
+  return {
+    id: "T5-scheme-errors",
+    title: `T5. Quantization error of each scheme on ${layer} [${shape[0]}, ${shape[1]}]`,
+    columns: ["scheme", "bits", "granularity", "relative RMS error %", "max |error|"],
+    rows: errors.map((e) => [e.scheme, e.bits, e.granularity, round(100 * e.relativeRmse, 3), Number(e.maxAbsError.toExponential(3))]),
+    notes: ["relative RMS error: ||dequantized - original|| / ||original||, over every element"],
+  };
+}

@@ -154,7 +154,25 @@ async function runChapter(page: Page, labUrl: string, chapter: string, outDir: s
   await page.evaluate(`window.jupyterapp.shell.collapseLeft()`); // the notebook at the page's width, as a reader would
   await page.evaluate(`window.jupyterapp.commands.execute("notebook:run-all-cells")`);
   // idle, and every code cell has run (an execution count), or one failed (run-all stops there)
-  await waitFor("every cell to run", (s) => s.path === chapter && s.status === "idle" && (s.failed || s.ran === s.code), timeoutMs);
+  // run-all stops at a failing cell; tslab reports some failures only on stderr, without an error output
+  let stalled = { ran: -1, since: Date.now() };
+  const final = await waitFor(
+    "every cell to run",
+    (s) => {
+      if (s.ran !== stalled.ran) stalled = { ran: s.ran, since: Date.now() };
+      const stopped = s.status === "idle" && s.ran < s.code && Date.now() - stalled.since > 20_000;
+      return s.path === chapter && s.status === "idle" && (s.failed || s.ran === s.code || stopped);
+    },
+    timeoutMs,
+  );
+  if (!final.failed && final.ran < final.code) {
+    const stderr = (await page.evaluate(`(() => { const w = ${notebook};
+      const code = w.content.widgets.filter((c) => c.model.type === "code");
+      const last = code.filter((c) => typeof c.model.executionCount === "number").at(-1);
+      return last ? last.model.outputs.toJSON().map((o) => o.text || "").join("").slice(-500) : ""; })()`)) as string;
+    await page.screenshot({ path: join(outDir, `${chapter.replace(/\.ipynb$/, "")}-failed.png`) });
+    throw new Error(`${chapter}: run-all stopped after ${final.ran} of ${final.code} code cells: ${stderr.trim() || "no message"}`);
+  }
   const report = (await page.evaluate(`(() => {
     const w = ${notebook};
     const errors = [];
