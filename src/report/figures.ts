@@ -509,7 +509,7 @@ export function calibrationSizeFigure(rows: ResultRow[], smoke: string | null): 
         name: "fp32",
         legendgroup: "fp32",
         showlegend: i === 0,
-        x: [Math.min(...xs), Math.max(...xs)],
+        x: [Math.min(...xs) - 0.5, Math.max(...xs) + 0.5],
         y: [base.wer, base.wer],
         line: { color: "#222", dash: "dot", width: 1.2 },
         xaxis: ps[i]!.x,
@@ -517,7 +517,14 @@ export function calibrationSizeFigure(rows: ResultRow[], smoke: string | null): 
       });
   });
   const layout = baseLayout("F9. Static recipes: WER (95 % CI bars) against the number of calibration utterances", smoke);
-  panelAxes(layout, ps, ["calibration utterances (first N of the split's 10 %)"], "WER (%)", splits, { x: { type: "log" }, y: LOG_WER_TICKS });
+  panelAxes(layout, ps, ["calibration utterances (first N of the split's 10 %)"], "WER (%)", splits, { y: LOG_WER_TICKS });
+  splits.forEach((split, i) => {
+    const sizes = [...new Set(sized.filter((r) => r.split === split).map((r) => calibrationUtterances(r)!))].sort((a, b) => a - b);
+    Object.assign(layout[`xaxis${i === 0 ? "" : i + 1}`] as Record<string, unknown>, {
+      tickvals: sizes,
+      range: [Math.min(...sizes) - 1, Math.max(...sizes) + 1],
+    });
+  });
   return { id: "F9-calibration-size", title: "Static recipes against calibration size", data, layout, width: 1100, height: 520 };
 }
 
