@@ -9,26 +9,16 @@ import assert from "node:assert/strict";
 import { execFile, spawn } from "node:child_process";
 import { createHash } from "node:crypto";
 import { copyFile, readdir, readFile, realpath, rm, symlink, truncate, writeFile } from "node:fs/promises";
-import { createServer } from "node:net";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { promisify } from "node:util";
 import { readJsonl, type RunSummary } from "../src/eval/results-store.js";
 import { runStudy, studyConfig } from "../src/study/study.js";
 import { miniSplit, ROOT, syntheticModel, tempDir } from "./support/env.js";
+import { freePort } from "./support/free-port.js";
 import { type SlurmCluster, slurmMissing, startSlurm } from "./support/slurm-cluster.js";
 
 const execFileAsync = promisify(execFile);
-
-async function freePort(): Promise<number> {
-  return new Promise((done) => {
-    const s = createServer();
-    s.listen(0, "127.0.0.1", () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => done(port));
-    });
-  });
-}
 
 const deterministic = (s: RunSummary) => {
   const { timing: _t, finishedAt: _f, ...rest } = s;

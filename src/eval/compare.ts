@@ -47,7 +47,6 @@ export interface CompareOptions {
 export function shortModelName(name: string): string {
   return name.replace(/\/+$/, "").split("/").pop() ?? name;
 }
-const shortName = shortModelName;
 const counts = (r: UtteranceResult): UtteranceCounts => ({
   errors: r.words.substitutions + r.words.deletions + r.words.insertions,
   words: r.words.referenceLength,
@@ -79,9 +78,11 @@ export function compareLoadedRuns(all: readonly LoadedRun[], options: CompareOpt
   const baseline = options.baseline ?? "fp32";
   const bootstrap = { seed: options.seed ?? 1, resamples: options.resamples ?? 2000 };
   const runs = all.filter(
-    (r) => (!options.model || shortName(r.summary.spec.model.name) === shortName(options.model)) && (!options.split || r.summary.spec.split === options.split),
+    (r) =>
+      (!options.model || shortModelName(r.summary.spec.model.name) === shortModelName(options.model)) &&
+      (!options.split || r.summary.spec.split === options.split),
   );
-  const groupOf = (r: LoadedRun) => JSON.stringify([shortName(r.summary.spec.model.name), r.summary.spec.split, r.summary.spec.conditions]);
+  const groupOf = (r: LoadedRun) => JSON.stringify([shortModelName(r.summary.spec.model.name), r.summary.spec.split, r.summary.spec.conditions]);
   const groups = new Map<string, LoadedRun[]>();
   for (const r of runs) groups.set(groupOf(r), [...(groups.get(groupOf(r)) ?? []), r]);
   const out: Comparison[] = [];
@@ -108,7 +109,7 @@ export function compareLoadedRuns(all: readonly LoadedRun[], options: CompareOpt
       const s = run.summary.spec;
       rows.push({
         key: run.summary.key,
-        model: shortName(s.model.name),
+        model: shortModelName(s.model.name),
         split: s.split,
         conditions: Object.entries(s.conditions)
           .map(([k, v]) => `${k}=${v}`)
@@ -182,7 +183,7 @@ export function perturbationSpreads(all: readonly LoadedRun[]): PerturbationSpre
   const identity = (r: LoadedRun) => {
     const s = r.summary.spec;
     const { perturb: _, ...conditions } = s.conditions;
-    return JSON.stringify([shortName(s.model.name), s.split, s.recipe, conditions]);
+    return JSON.stringify([shortModelName(s.model.name), s.split, s.recipe, conditions]);
   };
   const groups = new Map<string, LoadedRun[]>();
   for (const r of all) groups.set(identity(r), [...(groups.get(identity(r)) ?? []), r]);
@@ -209,7 +210,7 @@ export function perturbationSpreads(all: readonly LoadedRun[]): PerturbationSpre
     const s = base.summary.spec;
     out.push({
       key: base.summary.key,
-      model: shortName(s.model.name),
+      model: shortModelName(s.model.name),
       split: s.split,
       recipe: s.recipe.id,
       utterances: ids.length,

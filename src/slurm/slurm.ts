@@ -10,7 +10,7 @@
  * the results folder on a filesystem every node sees.
  */
 import { execFile } from "node:child_process";
-import { mkdir, readdir, readFile } from "node:fs/promises";
+import { mkdir, readFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { promisify } from "node:util";
 import { readGrid } from "../eval/jobs.js";
@@ -220,11 +220,4 @@ export async function resubmitFailed(results: string): Promise<{ array: string; 
   jobs.history = [...(jobs.history ?? []), { array, tasks: again, merge, at: new Date().toISOString() }];
   await writeJsonAtomic(join(dir, "jobs.json"), jobs);
   return { array, merge, tasks: again };
-}
-
-/** The shard stores present under a results folder (for the merge, and for the record). */
-export async function shardStores(results: string): Promise<string[]> {
-  const dir = join(resolve(results), "shards");
-  if (!(await exists(dir))) return [];
-  return (await readdir(dir)).filter((d) => d.startsWith("task-")).map((d) => join(dir, d));
 }

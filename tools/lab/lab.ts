@@ -14,25 +14,14 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdir, rm, writeFile } from "node:fs/promises";
-import { createServer } from "node:net";
 import { join, resolve } from "node:path";
 import { chromium, type Page } from "playwright-core";
 import { repoRoot } from "../../src/util/fs.js";
+import { freePort } from "../../test/support/free-port.js";
 import { startSmokeServices } from "../smoke.js";
 
 const LAB_VENV = join(repoRoot(), "data", "lab", "venv");
 const JUPYTER_PATH = join(repoRoot(), "data", "jupyter");
-
-async function freePort(): Promise<number> {
-  return new Promise((done, fail) => {
-    const server = createServer();
-    server.on("error", fail);
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => done(port));
-    });
-  });
-}
 
 interface LabServer {
   url: string; // with its token
