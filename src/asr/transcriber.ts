@@ -28,6 +28,17 @@ export interface TranscriberOptions extends RuntimeOptions, GreedyOptions {
   onnxDir?: string;
 }
 
+/** What the evaluation harness needs of a transcriber: the kit's own, or transformers.js on an export. */
+export interface SpeechRecognizer {
+  readonly modelDir: string;
+  readonly manifest: ModelManifest;
+  readonly weightsSha256: string;
+  readonly generation: GenerationSettings;
+  readonly options: { language?: string; maxNewTokens?: number };
+  transcribe(audio: Float32Array, options?: GreedyOptions, transformFeatures?: (mel: Float32Array) => Float32Array): Promise<Transcription>;
+  close(): Promise<void>;
+}
+
 /** The decoder of one utterance, seen by the greedy loop as a stepper. */
 export function stepperFor(model: OnnxWhisper, encoded: EncodedAudio): DecoderStepper<KvCache> {
   return {
@@ -39,7 +50,7 @@ export function stepperFor(model: OnnxWhisper, encoded: EncodedAudio): DecoderSt
   };
 }
 
-export class Transcriber {
+export class Transcriber implements SpeechRecognizer {
   private constructor(
     readonly modelDir: string,
     readonly onnxDir: string,

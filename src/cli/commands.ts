@@ -26,6 +26,7 @@ import { progress } from "../util/progress.js";
 import { ensureData, modelLocation, studyConfig } from "../study/study.js";
 import { gridStatus, resubmitCommand, resubmitFailed, submitGrid } from "../slurm/slurm.js";
 import { writeStoreReport } from "../report/write.js";
+import { DTYPE_SUFFIX, exportTransformersJs } from "../export/transformers-js.js";
 
 /** A value the user typed was not what the option takes (exit status 2, like any usage error). */
 export class UsageError extends Error {}
@@ -188,6 +189,7 @@ async function evaluate(command: "eval" | "grid", o: Record<string, any>, raw: s
         selection,
         ...(o.noise ? { noise: parseNoise(o.noise) } : {}),
         ...(o.perturb !== undefined ? { perturb: { size: o.perturb, seed: o.perturbSeed } } : {}),
+        ...(o.runtime && o.runtime !== "kit" ? { runtime: o.runtime } : {}),
       },
     ];
   }
@@ -255,6 +257,38 @@ async function evaluate(command: "eval" | "grid", o: Record<string, any>, raw: s
     for (const t of transcribers.values()) await t.close();
     for (const w of store.warnings) console.error(`warning: ${w}`);
   }
+}
+
+const LAYER_SELECTION: OptionSpec[] = [
+  { flags: "--bits <n>", description: "HQQ: 8, 4, 3, 2 or 1 (default: the recipe's)", parse: positiveInt },
+  { flags: "--group-size <n>", description: "HQQ only: elements per group (default 64)", parse: positiveInt },
+  { flags: "--axis <0|1>", description: "HQQ: group along the input features (1) or the outputs (0)", parse: oneOf("0", "1") },
+  { flags: "--granularity <g>", description: "pytorch/dynamic-int8: per_tensor (default) or per_channel", parse: oneOf("per_tensor", "per_channel") },
+  {
+    flags: "--accuracy-level <0|4>",
+    description: "MatMulNBits recipes: 4 quantizes activations to int8 (faster, not the library's numerics)",
+    parse: oneOf("0", "4"),
+  },
+  { flags: "--include <globs>", description: "comma-separated globs of layers to quantize (e.g. model.decoder.*)", parse: list },
+  { flags: "--exclude <globs>", description: "comma-separated globs of layers to leave in fp32", parse: list },
+];
+const CALIBRATION: OptionSpec[] = [
+  { flags: "--split <name>", description: "static recipes: the split whose first 10 % calibrates" },
+  { flags: "--librispeech-dir <dir>", description: "a LibriSpeech folder (default data/librispeech/LibriSpeech)" },
+  { flags: "--calibration-limit <n>", description: "static recipes: the first N calibration utterances", parse: positiveInt },
+];
+
+/** Static recipes calibrate on the first 10 % of --split; undefined for the others. */
+// biome-ignore lint/suspicious/noExplicitAny: the options of quantize or export, as commander parsed them
+async function staticCalibration(recipeId: string, modelDir: string, o: Record<string, any>): Promise<CalibrationRun | undefined> {
+  if (findRecipe(recipeId).scheme !== "static") return undefined;
+  if (!o.split)
+    throw new KitError(`${recipeId} is a static recipe: it calibrates on a split's first 10 %`, {
+      field: "--split",
+      fix: "add --split NAME (and --librispeech-dir DIR for a local LibriSpeech tree)",
+    });
+  const root = o.librispeechDir ?? defaultLibriSpeechDir();
+  return splitCalibration(modelDir, o.split, await buildManifest(root, o.split), { threads: o.threads ?? 0 }, o.calibrationLimit);
 }
 
 export const COMMANDS: CommandSpec[] = [
@@ -362,11 +396,15 @@ export const COMMANDS: CommandSpec[] = [
         r.bits,
         r.execution({}),
         r.quantizesProjOut ? "yes" : "no",
+        r.quantize || r.id === "fp32" ? (r.notInBrowser ? "no" : "yes") : "-",
         r.quantize || r.id === "fp32" ? "yes" : `no: ${r.missing}`,
       ]);
-      const header = ["recipe", "library", "scheme", "granularity", "bits", "execution", "proj_out", "runs"];
+      const header = ["recipe", "library", "scheme", "granularity", "bits", "execution", "proj_out", "browser", "runs"];
       const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
       for (const row of [header, ...rows]) console.log(row.map((c, i) => (i === row.length - 1 ? c : c.padEnd(widths[i]!))).join("  "));
+      const refused = RECIPES.filter((r) => r.notInBrowser);
+      console.log(`\nbrowser: whether \`ptq export --format transformers.js\` writes it; the others, and why:`);
+      for (const r of refused) console.log(`  ${r.id}: ${r.notInBrowser}`);
     },
   },
   {
@@ -376,21 +414,9 @@ export const COMMANDS: CommandSpec[] = [
       MODEL,
       ...HUB,
       { flags: "--recipe <id>", description: "a recipe of `ptq recipes`", required: true },
-      { flags: "--bits <n>", description: "HQQ: 8, 4, 3, 2 or 1 (default: the recipe's)", parse: positiveInt },
-      { flags: "--group-size <n>", description: "HQQ only: elements per group (default 64)", parse: positiveInt },
-      { flags: "--axis <0|1>", description: "HQQ: group along the input features (1) or the outputs (0)", parse: oneOf("0", "1") },
-      { flags: "--granularity <g>", description: "pytorch/dynamic-int8: per_tensor (default) or per_channel", parse: oneOf("per_tensor", "per_channel") },
-      {
-        flags: "--accuracy-level <0|4>",
-        description: "MatMulNBits recipes: 4 quantizes activations to int8 (faster, not the library's numerics)",
-        parse: oneOf("0", "4"),
-      },
-      { flags: "--include <globs>", description: "comma-separated globs of layers to quantize (e.g. model.decoder.*)", parse: list },
-      { flags: "--exclude <globs>", description: "comma-separated globs of layers to leave in fp32", parse: list },
+      ...LAYER_SELECTION,
       { flags: "--out <dir>", description: "where to write the model (default: the cache under data/)" },
-      { flags: "--split <name>", description: "static recipes: the split whose first 10 % calibrates" },
-      { flags: "--librispeech-dir <dir>", description: "a LibriSpeech folder (default data/librispeech/LibriSpeech)" },
-      { flags: "--calibration-limit <n>", description: "static recipes: the first N calibration utterances", parse: positiveInt },
+      ...CALIBRATION,
       THREADS,
     ],
     example: "ptq quantize --model data/models/whisper-tiny.en --recipe hqq/4 --group-size 128",
@@ -400,16 +426,7 @@ export const COMMANDS: CommandSpec[] = [
       const modelDir = await resolveModelDir(o.model, hubOptions(o));
       const fp32 = await ensureOnnxModel(modelDir);
       const started = performance.now();
-      let calibration: CalibrationRun | undefined;
-      if (recipe.scheme === "static") {
-        if (!o.split)
-          throw new KitError(`${recipe.id} is a static recipe: it calibrates on a split's first 10 %`, {
-            field: "--split",
-            fix: "add --split NAME (and --librispeech-dir DIR for a local LibriSpeech tree)",
-          });
-        const root = o.librispeechDir ?? defaultLibriSpeechDir();
-        calibration = splitCalibration(modelDir, o.split, await buildManifest(root, o.split), { threads: o.threads ?? 0 }, o.calibrationLimit);
-      }
+      const calibration = await staticCalibration(recipe.id, modelDir, o);
       const result = o.out
         ? {
             dir: o.out as string,
@@ -432,6 +449,53 @@ export const COMMANDS: CommandSpec[] = [
           quantizeSeconds: +(m.quantizeSeconds ?? (performance.now() - started) / 1000).toFixed(2),
         }),
       );
+    },
+  },
+  {
+    name: "export",
+    summary: "write a recipe's graphs as a transformers.js model folder (refuses what a browser cannot run)",
+    options: [
+      MODEL,
+      ...HUB,
+      { flags: "--recipe <id>", description: "a recipe of `ptq recipes` (its export column says which)", required: true },
+      { flags: "--format <name>", description: "the model folder's format", default: "transformers.js", parse: oneOf("transformers.js") },
+      { flags: "--out <dir>", description: "the model folder (variants of one model may share it)", required: true },
+      {
+        flags: "--dtype <name>",
+        description: `the transformers.js dtype naming the files (${Object.keys(DTYPE_SUFFIX).join(", ")}; default: the recipe's)`,
+        parse: oneOf(...Object.keys(DTYPE_SUFFIX)),
+      },
+      { flags: "--subfolder <name>", description: "where the graphs go inside the folder (default onnx); one per variant of the same dtype" },
+      ...LAYER_SELECTION,
+      ...CALIBRATION,
+      THREADS,
+    ],
+    example: "ptq export --model data/models/whisper-tiny.en --recipe hqq/4 --out data/exports/whisper-tiny.en",
+    run: async (_, o) => {
+      const recipe = findRecipe(o.recipe);
+      const modelDir = await resolveModelDir(o.model, hubOptions(o));
+      const calibration = await staticCalibration(recipe.id, modelDir, o);
+      const started = performance.now();
+      const v = await exportTransformersJs({
+        modelDir,
+        recipe: recipe.id,
+        options: recipeOptions(o),
+        outDir: o.out,
+        ...(calibration ? { calibration } : {}),
+        ...(o.dtype ? { dtype: o.dtype } : {}),
+        ...(o.subfolder ? { subfolder: o.subfolder } : {}),
+      });
+      console.log(
+        JSON.stringify({
+          out: o.out,
+          recipe: v.recipe,
+          dtype: v.dtype,
+          subfolder: v.subfolder,
+          MB: +(v.bytes / 1e6).toFixed(2),
+          seconds: +((performance.now() - started) / 1000).toFixed(1),
+        }),
+      );
+      console.log(`load it with: pipeline("automatic-speech-recognition", "${o.out}", { dtype: "${v.dtype}", subfolder: "${v.subfolder}" })`);
     },
   },
   {
@@ -471,6 +535,12 @@ export const COMMANDS: CommandSpec[] = [
         parse: (v) => parsePerturbation(v).size,
       },
       { flags: "--perturb-seed <k>", description: "the perturbation's seed", default: 0, parse: (v) => (v === "0" ? 0 : positiveInt(v)) },
+      {
+        flags: "--runtime <name>",
+        description: "kit (the kit's decoder on onnxruntime-node) or transformers.js (the recipe's export, run by transformers.js)",
+        default: "kit",
+        parse: oneOf("kit", "transformers.js"),
+      },
       ...EVALUATION,
     ],
     example: "ptq eval --model data/models/whisper-tiny.en --split test-clean --recipe hqq/4 --workers 2",

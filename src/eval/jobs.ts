@@ -8,7 +8,13 @@
 import { existsSync } from "node:fs";
 import { isAbsolute, join, relative, resolve } from "node:path";
 import { loadAudio } from "../audio/decode.js";
-import { Transcriber, type TranscriberOptions } from "../asr/transcriber.js";
+import { Transcriber, type SpeechRecognizer, type TranscriberOptions } from "../asr/transcriber.js";
+import { TransformersJsTranscriber } from "../asr/transformers-js.js";
+import { readGenerationSettings } from "../asr/greedy.js";
+import { WhisperTokenizer } from "../asr/tokenizer.js";
+import { readWhisperConfig } from "../model/config.js";
+import { MANIFEST_FILE, type ModelManifest } from "../model/build.js";
+import { exportTransformersJs, VARIANTS_FILE, defaultDtype, type ExportedVariant } from "../export/transformers-js.js";
 import { buildManifest, defaultLibriSpeechDir, type Utterance } from "../hub/librispeech.js";
 import { KitError } from "../util/errors.js";
 import { RECIPES } from "../recipes/catalog.js";
@@ -16,7 +22,7 @@ import { ensureQuantizedModel, type CalibrationRun } from "../recipes/quantize-m
 import { findRecipe, type RecipeOptions } from "../recipes/catalog.js";
 import { calibrateActivations } from "../asr/calibrate.js";
 import { resolveModelDir } from "../hub/fetch-model.js";
-import { readJson, repoRoot } from "../util/fs.js";
+import { exists, readJson, repoRoot } from "../util/fs.js";
 import { parsePerturbationSpec, type Perturbation } from "./perturb.js";
 import { babble, babbleTalkers, mixAtSnr, parseNoise, seedOf, whiteNoise, type NoiseSpec } from "./noise.js";
 import type { ResultsStore } from "./results-store.js";
@@ -56,14 +62,18 @@ export interface EvalJob {
   options?: RecipeOptions;
   /** Static recipes: use at most this many calibration utterances (default: the whole 10 %). */
   calibrationLimit?: number;
+  /** Who runs the graphs: the kit (default), or transformers.js on the recipe's export (a run condition). */
+  runtime?: Runtime;
 }
+
+export type Runtime = "kit" | "transformers.js";
 
 export interface JobContext {
   store: ResultsStore;
   transcriberOptions: TranscriberOptions;
   onProgress?: (job: EvalJob, p: Progress) => void;
   /** Loaded models, reused across the jobs of a grid. */
-  transcribers?: Map<string, Transcriber>;
+  transcribers?: Map<string, SpeechRecognizer>;
 }
 
 function noiseTransform(noise: NoiseSpec, manifest: Utterance[]): (audio: Float32Array, u: Utterance) => Promise<Float32Array> {
@@ -107,7 +117,7 @@ export function splitCalibration(modelDir: string, split: string, manifest: Utte
 }
 
 /** What identifies a recipe's run: its options and, for static recipes, what calibrated it. */
-function recipeSpec(transcriber: Transcriber): Record<string, unknown> {
+function recipeSpec(transcriber: SpeechRecognizer): Record<string, unknown> {
   const { recipeOptions, calibration } = transcriber.manifest;
   return { ...(recipeOptions ?? {}), ...(typeof calibration === "object" ? { calibration: calibration.source } : {}) };
 }
@@ -121,13 +131,58 @@ async function jobGraphs(job: EvalJob, manifest: Utterance[], context: Pick<JobC
   return { modelDir, onnxDir: dir };
 }
 
+/** The recipe's transformers.js export, made once beside its graphs (data/onnx/<model>/<recipe>.transformers.js). */
+async function jobExport(
+  job: EvalJob,
+  manifest: Utterance[],
+  context: Pick<JobContext, "transcriberOptions">,
+): Promise<{ modelDir: string; onnxDir: string; folder: string; variant: ExportedVariant }> {
+  const { modelDir, onnxDir } = await jobGraphs(job, manifest, context);
+  const folder = `${onnxDir}.transformers.js`;
+  const dtype = defaultDtype(job.recipe, job.options ?? {});
+  if (await exists(join(folder, VARIANTS_FILE))) {
+    const variant = (await readJson<ExportedVariant[]>(join(folder, VARIANTS_FILE))).find((v) => v.dtype === dtype && v.subfolder === "onnx");
+    if (variant) return { modelDir, onnxDir, folder, variant };
+  }
+  const calibration =
+    findRecipe(job.recipe).scheme === "static" ? splitCalibration(modelDir, job.split, manifest, context.transcriberOptions, job.calibrationLimit) : undefined;
+  const variant = await exportTransformersJs({
+    modelDir,
+    recipe: job.recipe,
+    options: job.options ?? {},
+    ...(calibration ? { calibration } : {}),
+    outDir: folder,
+    dtype,
+  });
+  return { modelDir, onnxDir, folder, variant };
+}
+
+async function loadRecognizer(job: EvalJob, manifest: Utterance[], context: Pick<JobContext, "transcriberOptions">): Promise<SpeechRecognizer> {
+  if ((job.runtime ?? "kit") === "kit") {
+    const { modelDir, onnxDir } = await jobGraphs(job, manifest, context);
+    return Transcriber.load(modelDir, { ...context.transcriberOptions, onnxDir });
+  }
+  const { modelDir, onnxDir, folder, variant } = await jobExport(job, manifest, context);
+  const config = await readWhisperConfig(join(modelDir, "config.json"));
+  const generation = await readGenerationSettings(modelDir, await WhisperTokenizer.load(modelDir), config.maxTargetPositions);
+  const kitManifest = await readJson<ModelManifest>(join(onnxDir, MANIFEST_FILE));
+  const o = context.transcriberOptions;
+  return TransformersJsTranscriber.load(
+    { folder, dtype: variant.dtype, subfolder: variant.subfolder },
+    { modelDir, manifest: kitManifest, generation },
+    { ...(o.threads !== undefined ? { threads: o.threads } : {}), ...(o.maxNewTokens !== undefined ? { maxNewTokens: o.maxNewTokens } : {}) },
+  );
+}
+
 /**
  * Everything a job needs on disk before it runs. Worker processes of one grid get this from their
  * parent, so that no two of them build the same folder at once.
  */
 export async function prepareJob(job: EvalJob, context: Pick<JobContext, "transcriberOptions">): Promise<void> {
   if (!RECIPES_AVAILABLE.includes(job.recipe)) return; // runJob names the problem
-  await jobGraphs(job, await buildManifest(job.librispeechDir ?? defaultLibriSpeechDir(), job.split), context);
+  const manifest = await buildManifest(job.librispeechDir ?? defaultLibriSpeechDir(), job.split);
+  if ((job.runtime ?? "kit") === "kit") await jobGraphs(job, manifest, context);
+  else await jobExport(job, manifest, context);
 }
 
 export async function runJob(job: EvalJob, context: JobContext): Promise<RunOutcome> {
@@ -139,7 +194,7 @@ export async function runJob(job: EvalJob, context: JobContext): Promise<RunOutc
   const utterances = evaluationPart(manifest, job.selection ?? {});
   if (utterances.length === 0) throw new KitError(`the selection from ${job.split} is empty`, { field: "--limit", fix: "raise --limit or use --full" });
   const isStatic = findRecipe(job.recipe).scheme === "static";
-  const cacheKey = `${job.model}\u0000${job.recipe}\u0000${JSON.stringify(job.options ?? {})}${isStatic ? `\u0000${job.split}` : ""}`; // static recipes are calibrated per split
+  const cacheKey = `${job.model}\u0000${job.recipe}\u0000${JSON.stringify(job.options ?? {})}\u0000${job.runtime ?? "kit"}${isStatic ? `\u0000${job.split}` : ""}`; // static recipes are calibrated per split
   let transcriber = context.transcribers?.get(cacheKey);
   if (!transcriber && context.transcribers) {
     // One model in memory at a time, so that each run's peak memory is its own.
@@ -149,13 +204,13 @@ export async function runJob(job: EvalJob, context: JobContext): Promise<RunOutc
     }
   }
   if (!transcriber) {
-    const { modelDir, onnxDir } = await jobGraphs(job, manifest, context);
-    transcriber = await Transcriber.load(modelDir, { ...context.transcriberOptions, onnxDir });
+    transcriber = await loadRecognizer(job, manifest, context);
     context.transcribers?.set(cacheKey, transcriber);
   }
   const conditions: Record<string, unknown> = {
     ...(job.noise ? { noise: `${job.noise.kind}:${job.noise.snrDb}` } : {}),
     ...(job.perturb ? { perturb: `${job.perturb.size}:${job.perturb.seed}` } : {}),
+    ...(job.runtime && job.runtime !== "kit" ? { runtime: job.runtime } : {}),
   };
   try {
     return await runEvaluation({

@@ -8,7 +8,7 @@ import { createHash } from "node:crypto";
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { loadAudio } from "../audio/decode.js";
-import type { Transcriber } from "../asr/transcriber.js";
+import type { SpeechRecognizer } from "../asr/transcriber.js";
 import type { Utterance } from "../hub/librispeech.js";
 import { KitError } from "../util/errors.js";
 import { repoRoot } from "../util/fs.js";
@@ -24,7 +24,7 @@ import { addCounts, align, characters, countsOf, emptyCounts, errorRate, words }
 export const KIT_VERSION: string = JSON.parse(readFileSync(join(repoRoot(), "package.json"), "utf8")).version;
 
 export interface EvalRequest {
-  transcriber: Transcriber;
+  transcriber: SpeechRecognizer;
   modelName: string;
   recipe: { id: string; options: Record<string, unknown> };
   split: string;

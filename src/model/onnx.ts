@@ -18,6 +18,7 @@ import {
   TypeProtoSchema,
   ValueInfoProtoSchema,
   type AttributeProto,
+  type GraphProto,
   type ModelProto,
   type NodeProto,
   type TensorProto,
@@ -27,7 +28,7 @@ import { KitError } from "../util/errors.js";
 import { ownedCopy } from "../util/fs.js";
 
 export { TensorProto_DataType as DataType };
-export type { ModelProto, NodeProto, TensorProto };
+export type { GraphProto, ModelProto, NodeProto, TensorProto, ValueInfoProto };
 
 /** A float attribute (plain numbers are ints, as in most ONNX attributes). */
 export interface FloatAttr {
@@ -157,6 +158,12 @@ export class GraphBuilder {
   }
 }
 
+/** A graph-valued attribute (If's then_branch / else_branch): nodes that read outer-scope names freely. */
+export function graphAttribute(name: string, graphName: string, nodes: NodeProto[], outputs: ValueInfoProto[]): AttributeProto {
+  const g = create(GraphProtoSchema, { name: graphName, node: nodes, output: outputs });
+  return create(AttributeProtoSchema, { name, type: AttributeProto_AttributeType.GRAPH, g });
+}
+
 /** A typed array over raw initializer bytes (copied, so that it is aligned). */
 function typedView(bytes: Uint8Array, dataType: TensorProto_DataType): InitializerData {
   const copy = ownedCopy(bytes).buffer;
@@ -210,7 +217,7 @@ function attribute(name: string, value: AttrValue): AttributeProto {
 }
 
 /** A typed value; `dims` null leaves the shape unknown (rank included). */
-function valueInfo(name: string, elemType: TensorProto_DataType, dims: Dim[] | null): ValueInfoProto {
+export function valueInfo(name: string, elemType: TensorProto_DataType, dims: Dim[] | null): ValueInfoProto {
   return create(ValueInfoProtoSchema, {
     name,
     type: create(TypeProtoSchema, {
@@ -239,8 +246,10 @@ export interface OnnxWriteOptions {
   opset: number;
   /** Extra operator domains, e.g. { "com.microsoft": 1 }. */
   domains?: Record<string, number>;
-  /** Initializers at least this large (bytes) go to `<file>.data`. */
+  /** Initializers at least this large (bytes) go to the external data file. */
   externalThreshold?: number;
+  /** The external data file's name, beside `file` (default `<file>.data`). */
+  dataFileName?: string;
   producer?: string;
   metadata?: Record<string, string>;
 }
@@ -261,7 +270,7 @@ const EXTERNAL_ALIGN = 64; // keeps every external tensor aligned for SIMD loads
  */
 export async function writeOnnxModel(builder: GraphBuilder, file: string, options: OnnxWriteOptions): Promise<WrittenModel> {
   const threshold = options.externalThreshold ?? 1024;
-  const dataFile = `${file}.data`;
+  const dataFile = options.dataFileName ? join(dirname(file), options.dataFileName) : `${file}.data`;
   const dataName = basename(dataFile);
   const initializers: TensorProto[] = [];
   let dataHandle: Awaited<ReturnType<typeof open>> | null = null;

@@ -57,6 +57,8 @@ export interface Recipe {
   observer?: "histogram";
   /** Why a listed recipe cannot run yet (it needs calibration or numerics this kit does not have yet). */
   missing?: string;
+  /** Why its graph cannot run in a browser (onnxruntime-web's build for transformers.js), if it cannot; tests check it against the export. */
+  notInBrowser?: string;
   notes: string;
 }
 
@@ -84,6 +86,7 @@ export const RECIPES: Recipe[] = [
     execution: () => "MatMulInteger",
     quantizesProjOut: true,
     quantize: (w, o) => quantizeTorchInt8(w, o.granularity ?? "per_tensor"),
+    notInBrowser: "Cast to double (the activation scale is chosen in double, as ATen does; onnxruntime-web has no float64 kernels)",
     notes: "torch.ao quantize_dynamic(nn.Linear, qint8); activations uint8 with reduce_range (0..127) as fbgemm on x86; --granularity per_channel",
   },
   {
@@ -134,6 +137,7 @@ export const RECIPES: Recipe[] = [
       quantizesProjOut: true,
       quantize: (w) => (weights === "w4" ? quantizeQuantoAffine(w, 4) : quantizeQuantoSymmetric(w, weights === "w8" ? "int8" : "float8")),
       activations,
+      ...(activations === "float8" ? { notInBrowser: "float8 tensors (onnxruntime-web registers no float8e4m3fn type)" } : {}),
       notes:
         "the study's static grid: quantize(weights, activations), Calibration() (momentum 0.9, streamline) over greedy decoding of the calibration part, freeze(); outputs stay float",
     };
