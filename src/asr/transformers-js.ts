@@ -3,7 +3,7 @@
  * ships, run by the library they ship it with (its feature extractor, its generate(), its
  * onnxruntime session options). The evaluation harness uses it like the kit's own Transcriber.
  */
-import { join, resolve } from "node:path";
+import { basename, dirname, join, resolve } from "node:path";
 import { SAMPLE_RATE } from "../audio/decode.js";
 import { N_SAMPLES } from "../audio/mel.js";
 import type { ModelManifest } from "../model/build.js";
@@ -82,8 +82,8 @@ export class TransformersJsTranscriber implements SpeechRecognizer {
     const tj = await importTransformersJs();
     tj.env.allowRemoteModels = false; // never the hub: the folder is the artifact under test
     tj.env.allowLocalModels = true;
-    tj.env.localModelPath = "/";
-    const path = folder.replace(/^\//, "");
+    tj.env.localModelPath = `${dirname(folder)}/`; // a model id is a folder name under localModelPath
+    const path = basename(folder);
     const sessionOptions = { intraOpNumThreads: options.threads ?? 0, interOpNumThreads: 1 };
     try {
       const model = await tj.WhisperForConditionalGeneration.from_pretrained(path, {

@@ -86,7 +86,7 @@ export const RECIPES: Recipe[] = [
     execution: () => "MatMulInteger",
     quantizesProjOut: true,
     quantize: (w, o) => quantizeTorchInt8(w, o.granularity ?? "per_tensor"),
-    notInBrowser: "Cast to double (the activation scale is chosen in double, as ATen does; onnxruntime-web has no float64 kernels)",
+    notInBrowser: "Cast to/from double (the activation scale is chosen in double, as ATen does; onnxruntime-web has no float64 kernels)",
     notes: "torch.ao quantize_dynamic(nn.Linear, qint8); activations uint8 with reduce_range (0..127) as fbgemm on x86; --granularity per_channel",
   },
   {
