@@ -64,6 +64,23 @@ describe("ptq command line", () => {
     assert.ok(JSON.parse(transcribed.stdout).tokens.length > 0);
   });
 
+  it("export writes a transformers.js folder, says how to load it, and refuses what a browser cannot run", async () => {
+    assert.match((await ptq("recipes")).stdout, /pytorch\/dynamic-int8 .*MatMulInteger\s+yes\s+no\s+yes/);
+    const out = join(await tempDir(), "exported");
+    const { stdout } = await ptq("export", "--model", "kit-tests/whisper-synthetic", "--recipe", "bnb/nf4", "--out", out);
+    const [report, hint] = stdout.trimEnd().split("\n");
+    assert.deepEqual(JSON.parse(report!).dtype, "bnb4");
+    assert.match(hint!, /pipeline\("automatic-speech-recognition", ".*exported", \{ dtype: "bnb4", subfolder: "onnx" \}\)/);
+    await assert.rejects(
+      ptq("export", "--model", "kit-tests/whisper-synthetic", "--recipe", "pytorch/dynamic-int8", "--out", out),
+      (err: { code?: number; stderr?: string }) => {
+        assert.equal(err.code, 1);
+        assert.match(err.stderr ?? "", /cannot run in a browser: its graph needs Cast to\/from double/);
+        return true;
+      },
+    );
+  });
+
   it("fails with exit code 1 and a message that names the problem", async () => {
     const cases: Array<[string[], RegExp]> = [
       [["transcribe", "--model", "kit-tests/absent", TEST_CLEAN_FLAC], /model 'kit-tests\/absent' was not found/],

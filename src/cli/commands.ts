@@ -6,7 +6,7 @@ import { cpus } from "node:os";
 import { join } from "node:path";
 import { Transcriber } from "../asr/transcriber.js";
 import { prepareJob, readGrid, runJob, splitCalibration, type EvalJob } from "../eval/jobs.js";
-import { compareRuns, comparisonMarkdown } from "../eval/compare.js";
+import { compareRuns, comparisonMarkdown, shortModelName } from "../eval/compare.js";
 import { parseNoise } from "../eval/noise.js";
 import { parsePerturbation } from "../eval/perturb.js";
 import { ResultsStore } from "../eval/results-store.js";
@@ -26,7 +26,8 @@ import { progress } from "../util/progress.js";
 import { ensureData, modelLocation, studyConfig } from "../study/study.js";
 import { gridStatus, resubmitCommand, resubmitFailed, submitGrid } from "../slurm/slurm.js";
 import { writeStoreReport } from "../report/write.js";
-import { DTYPE_SUFFIX, exportTransformersJs } from "../export/transformers-js.js";
+import { DTYPE_SUFFIX, exportTransformersJs, type ExportedVariant } from "../export/transformers-js.js";
+import { loadResultRows } from "../report/rows.js";
 
 /** A value the user typed was not what the option takes (exit status 2, like any usage error). */
 export class UsageError extends Error {}
@@ -278,6 +279,21 @@ const CALIBRATION: OptionSpec[] = [
   { flags: "--calibration-limit <n>", description: "static recipes: the first N calibration utterances", parse: positiveInt },
 ];
 
+/** The clean runs of a model and recipe in a store, on either runtime, for an export's README. */
+async function measuredWers(storeDir: string, model: string, recipe: string): Promise<NonNullable<ExportedVariant["measured"]>> {
+  const rows = (await loadResultRows(storeDir)).filter(
+    (r) => r.model === shortModelName(model) && r.recipe === recipe && r.noise === null && r.perturb === null,
+  );
+  return rows.map((r) => ({
+    runtime: r.runtime,
+    split: r.split,
+    utterances: r.utterances,
+    wer: r.wer / 100,
+    werLow: r.werLow / 100,
+    werHigh: r.werHigh / 100,
+  }));
+}
+
 /** Static recipes calibrate on the first 10 % of --split; undefined for the others. */
 // biome-ignore lint/suspicious/noExplicitAny: the options of quantize or export, as commander parsed them
 async function staticCalibration(recipeId: string, modelDir: string, o: Record<string, any>): Promise<CalibrationRun | undefined> {
@@ -466,6 +482,7 @@ export const COMMANDS: CommandSpec[] = [
         parse: oneOf(...Object.keys(DTYPE_SUFFIX)),
       },
       { flags: "--subfolder <name>", description: "where the graphs go inside the folder (default onnx); one per variant of the same dtype" },
+      { flags: "--results <dir>", description: "a results store: the WERs measured for this model and recipe go into the folder's README.md" },
       ...LAYER_SELECTION,
       ...CALIBRATION,
       THREADS,
@@ -476,7 +493,9 @@ export const COMMANDS: CommandSpec[] = [
       const modelDir = await resolveModelDir(o.model, hubOptions(o));
       const calibration = await staticCalibration(recipe.id, modelDir, o);
       const started = performance.now();
+      const measured = o.results ? await measuredWers(o.results, o.model, recipe.id) : [];
       const v = await exportTransformersJs({
+        measured,
         modelDir,
         recipe: recipe.id,
         options: recipeOptions(o),
@@ -623,6 +642,12 @@ export const COMMANDS: CommandSpec[] = [
     options: [
       { flags: "--results <dir>", description: "the results store (default data/results)" },
       { flags: "--baseline <recipe>", description: "the recipe every other is compared with", default: "fp32" },
+      {
+        flags: "--across <what>",
+        description: "recipe (each recipe against the baseline) or runtime (each transformers.js run against the kit's run of the same recipe)",
+        default: "recipe",
+        parse: oneOf("recipe", "runtime"),
+      },
       { flags: "--model <name>", description: "only this model (short name or folder)" },
       { flags: "--split <name>", description: "only this split" },
       { flags: "--json", description: "the rows as JSON instead of a markdown table" },
@@ -631,6 +656,7 @@ export const COMMANDS: CommandSpec[] = [
     run: async (_, o) => {
       const rows = await compareRuns(o.results ?? join(dataDir(), "results"), {
         baseline: o.baseline,
+        across: o.across,
         ...(o.model ? { model: o.model } : {}),
         ...(o.split ? { split: o.split } : {}),
       });

@@ -36,6 +36,8 @@ export interface Comparison {
 }
 
 export interface CompareOptions {
+  /** "recipe" (default): each recipe against `baseline` under the same conditions; "runtime": each run on another runtime against the kit's run of the same recipe. */
+  across?: "recipe" | "runtime";
   baseline?: string; // "fp32"
   model?: string; // short name or path; all when absent
   split?: string;
@@ -82,12 +84,19 @@ export function compareLoadedRuns(all: readonly LoadedRun[], options: CompareOpt
       (!options.model || shortModelName(r.summary.spec.model.name) === shortModelName(options.model)) &&
       (!options.split || r.summary.spec.split === options.split),
   );
-  const groupOf = (r: LoadedRun) => JSON.stringify([shortModelName(r.summary.spec.model.name), r.summary.spec.split, r.summary.spec.conditions]);
+  const byRuntime = options.across === "runtime";
+  const withoutRuntime = (c: Record<string, unknown>) => Object.fromEntries(Object.entries(c).filter(([k]) => k !== "runtime"));
+  const groupOf = (r: LoadedRun) => {
+    const s = r.summary.spec;
+    return JSON.stringify(
+      byRuntime ? [shortModelName(s.model.name), s.split, s.recipe, withoutRuntime(s.conditions)] : [shortModelName(s.model.name), s.split, s.conditions],
+    );
+  };
   const groups = new Map<string, LoadedRun[]>();
   for (const r of runs) groups.set(groupOf(r), [...(groups.get(groupOf(r)) ?? []), r]);
   const out: Comparison[] = [];
   for (const members of groups.values()) {
-    const base = members.find((r) => r.summary.spec.recipe.id === baseline);
+    const base = members.find((r) => (byRuntime ? r.summary.spec.conditions.runtime === undefined : r.summary.spec.recipe.id === baseline));
     if (!base) continue;
     const rows: Comparison[] = [];
     for (const run of members) {
@@ -115,7 +124,7 @@ export function compareLoadedRuns(all: readonly LoadedRun[], options: CompareOpt
           .map(([k, v]) => `${k}=${v}`)
           .join(","),
         recipe: s.recipe.id,
-        baseline,
+        baseline: byRuntime ? "kit runtime" : baseline,
         utterances: ids.length,
         wer: w.estimate,
         werLow: w.low,

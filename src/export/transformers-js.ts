@@ -70,6 +70,8 @@ export interface ExportOptions {
   subfolder?: string;
   /** Load the written graphs into the web build before publishing them (default true). */
   checkInBrowserRuntime?: boolean;
+  /** WERs measured for this model and recipe (from a results store), listed in README.md. */
+  measured?: ExportedVariant["measured"];
 }
 
 /** The dtype a recipe exports as by default: its weight format's closest transformers.js name. */
@@ -180,6 +182,7 @@ export async function exportTransformersJs(o: ExportOptions): Promise<ExportedVa
     execution: recipe.execution(options),
     dequantizedAtLoad: manifest.dequantizedAtLoad ?? false,
     exportedAt: new Date().toISOString(),
+    ...(o.measured?.length ? { measured: o.measured } : {}),
   };
   const kept = variants.filter((v) => !(v.subfolder === subfolder && v.dtype === dtype));
   await writeModelFiles(o.modelDir, o.outDir, [...kept, variant], manifest);
@@ -238,20 +241,4 @@ export function variantsReadme(source: string, variants: readonly ExportedVarian
     "",
   );
   return lines.join("\n");
-}
-
-/** Record a measured WER on a variant (evaluations call this); README.md follows. */
-export async function recordVariantWer(
-  outDir: string,
-  subfolder: string,
-  dtype: TransformersJsDtype,
-  m: NonNullable<ExportedVariant["measured"]>[number],
-  source: string,
-): Promise<void> {
-  const variants = await readVariants(outDir);
-  const v = variants.find((x) => x.subfolder === subfolder && x.dtype === dtype);
-  if (!v) return;
-  v.measured = [...(v.measured ?? []).filter((x) => !(x.runtime === m.runtime && x.split === m.split && x.utterances === m.utterances)), m];
-  await writeJsonAtomic(join(outDir, VARIANTS_FILE), variants);
-  await writeFileAtomic(join(outDir, "README.md"), variantsReadme(source, variants));
 }

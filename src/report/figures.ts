@@ -3,7 +3,7 @@
  * (pure functions; src/report/write.ts renders them to HTML, PNG and SVG). Every axis names its
  * unit; a smoke run carries a stamp across the plot.
  */
-import type { ResultRow } from "./rows.js";
+import { cleanRows, type ResultRow } from "./rows.js";
 import { calibrationUtterances } from "./tables.js";
 
 export interface Figure {
@@ -20,7 +20,7 @@ const MODEL_SYMBOLS = ["circle", "diamond", "square", "triangle-up"];
 const MODEL_SYMBOL_NAMES = ["circles", "diamonds", "squares", "triangles"];
 const PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf", "#7f7f7f", "#bcbd22"];
 
-const clean = (rows: ResultRow[]) => rows.filter((r) => r.noise === null && r.perturb === null);
+const clean = cleanRows;
 
 /** Plotly error bars from each row's 95 % bootstrap interval of its WER. */
 const werErrorBars = (pts: ResultRow[]) => ({

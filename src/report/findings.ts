@@ -4,11 +4,11 @@
  * finding only where its Holm-corrected paired test says so, and a plain "too few to tell" is
  * written where the intervals are too wide to say anything.
  */
-import type { ResultRow } from "./rows.js";
+import { cleanRows, type ResultRow } from "./rows.js";
 
 const f2 = (v: number) => v.toFixed(2);
 const signed = (v: number) => (v > 0 ? `+${f2(v)}` : f2(v));
-const clean = (rows: readonly ResultRow[]) => rows.filter((r) => r.noise === null && r.perturb === null);
+const clean = cleanRows;
 
 /** Fewer utterances than this and a chapter says the data are too few to tell, whatever the intervals. */
 export const TOO_FEW_UTTERANCES = 30;

@@ -33,6 +33,7 @@ export interface ResultRow {
   noiseSnrDb: number | null; // null: clean audio
   noise: string | null;
   perturb: string | null; // "size:seed" when the input features were perturbed
+  runtime: string; // "kit", or "transformers.js" for a run of the recipe's export
   utterances: number;
   wer: number; // percent
   werLow: number; // 95 % bootstrap interval over utterances, percent
@@ -54,6 +55,10 @@ export interface ResultRow {
 
 const num = (v: unknown): number | null =>
   typeof v === "number" && Number.isFinite(v) ? v : typeof v === "string" && v !== "" && Number.isFinite(Number(v)) ? Number(v) : null;
+
+/** The runs the study's tables and figures show: clean audio, unperturbed, on the kit's runtime. */
+export const cleanRows = <T extends Pick<ResultRow, "noise" | "perturb" | "runtime">>(rows: readonly T[]): T[] =>
+  rows.filter((r) => r.noise === null && r.perturb === null && r.runtime === "kit");
 
 /** One row per run key (the latest summary wins: a rerun with --force replaces the earlier one). */
 export async function loadResultRows(storeDir: string): Promise<ResultRow[]> {
@@ -83,6 +88,7 @@ export async function loadResultRows(storeDir: string): Promise<ResultRow[]> {
       noise,
       noiseSnrDb: noise ? Number(noise.split(":")[1]) : null,
       perturb: typeof s.spec.conditions.perturb === "string" ? s.spec.conditions.perturb : null,
+      runtime: typeof s.spec.conditions.runtime === "string" ? s.spec.conditions.runtime : "kit",
       utterances: s.spec.utterances,
       wer: 100 * s.wer,
       werLow: interval.low,

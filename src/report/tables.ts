@@ -4,7 +4,7 @@
  * weights x activations grid, T4 model size side by side.
  */
 import { RECIPES } from "../recipes/catalog.js";
-import type { ResultRow } from "./rows.js";
+import { cleanRows, type ResultRow } from "./rows.js";
 
 export type Cell = string | number | null;
 
@@ -87,7 +87,7 @@ export function configurationTable(): Table {
 }
 
 /** The clean (noise-free, unperturbed) rows only: tables T2-T4 report clean audio. */
-const clean = (rows: ResultRow[]) => rows.filter((r) => r.noise === null && r.perturb === null);
+const clean = cleanRows;
 
 export function mainResultsTable(rows: ResultRow[]): Table {
   const splits = [...new Set(clean(rows).map((r) => r.split))].sort();
@@ -239,7 +239,7 @@ export function modelSizeTable(rows: ResultRow[]): Table {
  * whose WER moves by more than a difference between two recipes cannot be ranked against it.
  */
 export function noiseFloorTable(rows: ResultRow[]): Table {
-  const spread = rows.filter((r) => r.spread !== null && r.noise === null && r.perturb === null);
+  const spread = rows.filter((r) => r.spread !== null && r.noise === null && r.perturb === null && r.runtime === "kit");
   return {
     id: "T11-noise-floor",
     title: "T11. Noise floor: WER under a 1e-6 relative perturbation of the input features, beside the bootstrap interval",
