@@ -23,6 +23,7 @@ import {
   type Weight,
 } from "../src/quant/schemes.js";
 import { fromFloat8E4M3, toFloat8E4M3 } from "../src/quant/float32.js";
+import { quantizeWeights, WeightQuantizeError } from "../src/recipes/weight-pool.js";
 import { base64Float32, FIXTURES } from "./support/env.js";
 
 const f32 = base64Float32;
@@ -141,5 +142,29 @@ describe("float8 e4m3fn", () => {
     assert.equal(fromFloat8E4M3(toFloat8E4M3(448)), 448);
     assert.equal(fromFloat8E4M3(toFloat8E4M3(1.0625)), 1); // halfway between 1 and 1.125: even mantissa
     assert.equal(fromFloat8E4M3(toFloat8E4M3(1.1875)), 1.25);
+  });
+});
+
+describe("the weight pool", () => {
+  it("quantizes on several threads to exactly the codes one thread computes, in input order, and names a refused weight", async () => {
+    let seed = 7;
+    const random = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31) * 2 - 1;
+    const weights = [
+      [96, 64],
+      [256, 64],
+      [64, 128],
+    ].map(([rows, cols]) => ({ data: Float32Array.from({ length: rows! * cols! }, random), rows: rows!, cols: cols! }));
+    for (const recipe of ["hqq/4", "bnb/nf4", "quanto/w4"]) {
+      const one = await quantizeWeights(recipe, {}, weights, { threads: 1 });
+      const done: number[] = [];
+      const many = await quantizeWeights(recipe, {}, weights, { threads: 2, minParallelElements: 0, onDone: (i) => done.push(i) });
+      assert.deepEqual(many, one, `${recipe}: the same codes, scales and zeros`);
+      assert.deepEqual(done.sort(), [0, 1, 2]);
+    }
+    await assert.rejects(quantizeWeights("hqq/4", { groupSize: 48 }, weights, { threads: 2, minParallelElements: 0 }), (err: unknown) => {
+      assert.ok(err instanceof WeightQuantizeError);
+      assert.match(err.message, /group size 48 does not divide/);
+      return true;
+    });
   });
 });

@@ -32,6 +32,7 @@ export interface Comparison {
   significant: boolean; // pHolm < 0.05
   runaways: number;
   baselineRunaways: number;
+  identical: number; // utterances whose transcript is the baseline's, character for character
   withoutRunaways: { utterances: number; difference: number; low: number; high: number; p: number };
 }
 
@@ -138,6 +139,7 @@ export function compareLoadedRuns(all: readonly LoadedRun[], options: CompareOpt
         significant: false,
         runaways: ids.filter((id) => run.records.get(id)!.tokens >= RUNAWAY_TOKENS).length,
         baselineRunaways: ids.filter((id) => base.records.get(id)!.tokens >= RUNAWAY_TOKENS).length,
+        identical: ids.filter((id) => run.records.get(id)!.hypothesis === base.records.get(id)!.hypothesis).length,
         withoutRunaways: { utterances: calm.length, difference: dCalm.estimate, low: dCalm.low, high: dCalm.high, p: dCalm.p },
       });
     }
@@ -157,14 +159,14 @@ const pText = (p: number) => (!Number.isFinite(p) ? "-" : p < 0.001 ? "< 0.001" 
 /** The comparison as a markdown table; a difference is marked only when Holm's p is below 0.05. */
 export function comparisonMarkdown(rows: readonly Comparison[]): string {
   const lines = [
-    "| model | split | conditions | recipe | utterances | WER % (95 % CI) | baseline WER % | difference, points (95 % CI) | p (Holm) | runaways (recipe / baseline) | difference without runaways |",
-    "|---|---|---|---|---|---|---|---|---|---|---|",
+    "| model | split | conditions | recipe | utterances | WER % (95 % CI) | baseline WER % | difference, points (95 % CI) | p (Holm) | runaways (recipe / baseline) | difference without runaways | identical transcripts |",
+    "|---|---|---|---|---|---|---|---|---|---|---|---|",
   ];
   for (const r of rows) {
     const mark = r.significant ? (r.difference > 0 ? " worse" : " better") : "";
     const calm = r.withoutRunaways;
     lines.push(
-      `| ${r.model} | ${r.split} | ${r.conditions || "clean"} | ${r.recipe} | ${r.utterances} | ${f2(r.wer)} (${f2(r.werLow)}-${f2(r.werHigh)}) | ${f2(r.baselineWer)} | ${f2(r.difference)} (${f2(r.low)}, ${f2(r.high)})${mark} | ${pText(r.pHolm)} | ${r.runaways} / ${r.baselineRunaways} | ${f2(calm.difference)} (${f2(calm.low)}, ${f2(calm.high)}) on ${calm.utterances} |`,
+      `| ${r.model} | ${r.split} | ${r.conditions || "clean"} | ${r.recipe} | ${r.utterances} | ${f2(r.wer)} (${f2(r.werLow)}-${f2(r.werHigh)}) | ${f2(r.baselineWer)} | ${f2(r.difference)} (${f2(r.low)}, ${f2(r.high)})${mark} | ${pText(r.pHolm)} | ${r.runaways} / ${r.baselineRunaways} | ${f2(calm.difference)} (${f2(calm.low)}, ${f2(calm.high)}) on ${calm.utterances} | ${r.identical} |`,
     );
   }
   return lines.join("\n");

@@ -16,6 +16,7 @@ import { exists, readJson, withAtomicDir, writeJsonAtomic } from "../util/fs.js"
 import { progress } from "../util/progress.js";
 import type { ActivationQuant } from "../quant/activations.js";
 import { findRecipe, type Execution, type Recipe, type RecipeOptions } from "./catalog.js";
+import { quantizeWeights, WeightQuantizeError } from "./weight-pool.js";
 import { emitDequantized, emitLlmInt8, emitMatMulBnb4, emitMatMulNBits, emitTorchDynamic, fitsMatMulNBits } from "./emit.js";
 import {
   calibrationInput,
@@ -138,22 +139,12 @@ export async function quantizeModel(
       fix: "give the calibration split (ptq quantize --split NAME --librispeech-dir DIR, or evaluate with ptq eval, which calibrates on the split's first 10 %)",
     });
   }
-  const quantizeWeight = recipe.quantize;
   const execution = recipe.execution(options);
 
   return withAtomicDir(outDir, async (tmp) => {
     const records = new Map(base.parameters.map((p) => [p.name, { ...p }]));
     const files: ModelManifest["files"] = [];
-    const quantizeLayer = (g: GraphBuilder, layer: string, weight: Float32Array /* [N, K] */, n: number, k: number, x: string, out: string) => {
-      let q: QuantizedWeight;
-      try {
-        q = quantizeWeight({ data: weight, rows: n, cols: k }, options);
-      } catch (err) {
-        throw new KitError(`${recipe.id} cannot quantize ${layer} [${n}, ${k}]: ${(err as Error).message}`, {
-          field: "--group-size",
-          fix: "the library refuses this too: choose a group size that divides the layer's weights",
-        });
-      }
+    const quantizeLayer = (g: GraphBuilder, layer: string, q: QuantizedWeight, n: number, k: number, x: string, out: string) => {
       let bytes: number;
       let path: Execution;
       if (torchObserved && calibration?.mode === "calibrated") {
@@ -215,22 +206,40 @@ export async function quantizeModel(
         const layer = isProjOut ? PROJ_OUT : node.input[1]!.slice(0, -".weight".length);
         return selects(recipe, options, layer) ? layer : null;
       };
-      const selected = original.filter((n) => layerOf(n) !== null).length;
-      const bar = progress(`quantize ${recipe.id} ${file}`);
-      let done = 0;
-      for (const node of original) {
+      const layers = original.flatMap((node) => {
         const layer = layerOf(node);
-        if (layer === null) continue;
-        const isProjOut = layer === PROJ_OUT;
-        bar.update(done++, selected, layer);
+        if (layer === null) return [];
         const init = g.initializers.get(node.input[1]!)!;
         const [rows, cols] = init.dims as [number, number];
+        const isProjOut = layer === PROJ_OUT;
         // fp32 graphs hold linear weights as W^T [K, N]; the embedding is already [vocab = N, d = K].
-        const weight = isProjOut ? (init.data as Float32Array) : transpose2d(init.data as Float32Array, rows, cols);
         const [n, k] = isProjOut ? [rows, cols] : [cols, rows];
+        return [{ node, layer, isProjOut, n, k, init }];
+      });
+      const observing = torchObserved && calibration?.mode === "calibrate"; // PyTorch observes the fp32 model: no weight is quantized
+      const bar = progress(`quantize ${recipe.id} ${file}`);
+      let done = 0;
+      const weights = observing
+        ? []
+        : layers.map(({ isProjOut, n, k, init }) => ({
+            data: isProjOut ? (init.data as Float32Array) : transpose2d(init.data as Float32Array, k, n),
+            rows: n,
+            cols: k,
+          }));
+      let quantized: QuantizedWeight[];
+      try {
+        quantized = await quantizeWeights(recipe.id, options, weights, { onDone: (i) => bar.update(++done, layers.length, layers[i]!.layer) });
+      } catch (err) {
+        if (!(err instanceof WeightQuantizeError)) throw err;
+        const { layer, n, k } = layers[err.index]!;
+        throw new KitError(`${recipe.id} cannot quantize ${layer} [${n}, ${k}]: ${err.message}`, {
+          field: "--group-size",
+          fix: "the library refuses this too: choose a group size that divides the layer's weights",
+        });
+      }
+      for (const [i, { node, layer, isProjOut, n, k }] of layers.entries()) {
         const biasAddOf = () => g.nodes.find((m) => m.opType === "Add" && m.input[0] === node.output[0] && m.input[1] === `${layer}.bias`);
-        if (torchObserved && calibration?.mode === "calibrate") {
-          // PyTorch observes the fp32 model: the layer stays as it is, its input and output are exposed
+        if (observing) {
           observeTensor(g, node.input[0]!, `${layer}${OBSERVE_INPUT}`);
           observeTensor(g, biasAddOf()?.output[0] ?? node.output[0]!, `${layer}${OBSERVE_OUTPUT}`);
           continue;
@@ -238,7 +247,7 @@ export async function quantizeModel(
         const at = g.nodes.indexOf(node);
         g.nodes.splice(at, 1);
         const before = g.nodes.length;
-        quantizeLayer(g, layer, weight, n, k, node.input[0]!, node.output[0]!);
+        quantizeLayer(g, layer, quantized[i]!, n, k, node.input[0]!, node.output[0]!);
         g.nodes.splice(at, 0, ...g.nodes.splice(before)); // keep topological order: new nodes where the old one was
         if (!isProjOut) g.dropUnusedInitializer(node.input[1]!);
         const biasAdd = biasAddOf();
@@ -254,7 +263,6 @@ export async function quantizeModel(
           requantizeOutput(g, layerOutput, layer, p.outputScale, p.outputZeroPoint);
         }
       }
-      bar.update(done, selected);
       bar.done();
       if (activations && calibration?.mode === "calibrate") {
         for (const t of layerOutputs) quantizeOnFirstCall(g, t, activations);
