@@ -148,7 +148,10 @@ describe("float8 e4m3fn", () => {
 describe("the weight pool", () => {
   it("quantizes on several threads to exactly the codes one thread computes, in input order, and names a refused weight", async () => {
     let seed = 7;
-    const random = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31) * 2 - 1;
+    const random = () => {
+      seed = (seed * 1103515245 + 12345) % 2 ** 31;
+      return (seed / 2 ** 31) * 2 - 1;
+    };
     const weights = [
       [96, 64],
       [256, 64],
