@@ -146,6 +146,7 @@ async function jobExport(
   }
   const calibration =
     findRecipe(job.recipe).scheme === "static" ? splitCalibration(modelDir, job.split, manifest, context.transcriberOptions, job.calibrationLimit) : undefined;
+  // No load into onnxruntime-web here: its WASM heap would stay in this process and count in the run's peak memory.
   const variant = await exportTransformersJs({
     modelDir,
     recipe: job.recipe,
@@ -153,6 +154,7 @@ async function jobExport(
     ...(calibration ? { calibration } : {}),
     outDir: folder,
     dtype,
+    checkInBrowserRuntime: false,
   });
   return { modelDir, onnxDir, folder, variant };
 }
