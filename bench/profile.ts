@@ -3,7 +3,7 @@
  *
  *   node build/bench/profile.js kernels                      MatMulNBits vs fp32 MatMul on one layer
  *   node build/bench/profile.js ops <model dir> <recipe>     onnxruntime's time per operator and node
- *   node build/bench/profile.js memory <model dir> <recipe> [--no-prepack] [--steps N]
+ *   node build/bench/profile.js memory <model dir> <recipe> [--no-prepack] [--no-arena] [--config key=value]... [--steps N]
  *   node build/bench/profile.js quantize-times <model dir>   each weight-only recipe's time to quantize
  *
  * Weights of the kernel table are arbitrary (timings do not depend on values); `ops` and `memory`
@@ -14,7 +14,7 @@ import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import * as ort from "onnxruntime-node";
-import { OnnxWhisper, type KvCache } from "../src/asr/onnx-whisper.js";
+import { OnnxWhisper, type KvCache, type RuntimeOptions } from "../src/asr/onnx-whisper.js";
 import { inputFrames, readWhisperConfig } from "../src/model/config.js";
 import { DataType, GraphBuilder, writeOnnxModel } from "../src/model/onnx.js";
 import { RECIPES } from "../src/recipes/catalog.js";
@@ -164,10 +164,11 @@ function memory(): string {
 }
 
 /** Resident memory of the sessions: loaded, then after one encoder call and N decoder steps. */
-async function sessionMemory(modelDir: string, recipe: string, prepackWeights: boolean, steps: number): Promise<void> {
+async function sessionMemory(modelDir: string, recipe: string, runtime: RuntimeOptions, steps: number): Promise<void> {
   const { dir } = await ensureQuantizedModel(modelDir, recipe);
   const config = await readWhisperConfig(join(modelDir, "config.json"));
-  const model = await OnnxWhisper.load(dir, config, { threads: 2, prepackWeights });
+  const before = memory();
+  const model = await OnnxWhisper.load(dir, config, { threads: 2, ...runtime });
   const loaded = memory();
   const encoded = await model.encode(new Float32Array(config.numMelBins * inputFrames(config)).fill(0.1));
   let cache: KvCache | null = null;
@@ -178,7 +179,7 @@ async function sessionMemory(modelDir: string, recipe: string, prepackWeights: b
     ids = [1000 + i];
   }
   console.log(
-    `${recipe}, prepack ${prepackWeights}: loaded ${loaded}; after encoder + ${steps} steps ${memory()}; ${((performance.now() - t) / steps).toFixed(1)} ms per step`,
+    `${recipe}, ${JSON.stringify(runtime)}: before ${before}; loaded ${loaded}; after encoder + ${steps} steps ${memory()}; ${((performance.now() - t) / steps).toFixed(1)} ms per step`,
   );
 }
 
@@ -194,11 +195,21 @@ async function quantizeTimes(modelDir: string): Promise<void> {
 
 const [command, ...args] = process.argv.slice(2);
 const usage =
-  "usage: node build/bench/profile.js kernels | ops <model dir> <recipe> | memory <model dir> <recipe> [--no-prepack] [--steps N] | quantize-times <model dir>";
+  "usage: node build/bench/profile.js kernels | ops <model dir> <recipe> | memory <model dir> <recipe> [--no-prepack] [--no-arena] [--config key=value]... [--steps N] | quantize-times <model dir>";
 if (command === "kernels") await kernels();
 else if (command === "ops" && args.length === 2) await ops(args[0]!, args[1]!);
 else if (command === "memory" && args.length >= 2) {
   const steps = args.includes("--steps") ? Number(args[args.indexOf("--steps") + 1]) : 40;
-  await sessionMemory(args[0]!, args[1]!, !args.includes("--no-prepack"), steps);
+  const sessionConfig = Object.fromEntries(args.flatMap((a, i) => (args[i - 1] === "--config" ? [a.split("=") as [string, string]] : [])));
+  await sessionMemory(
+    args[0]!,
+    args[1]!,
+    {
+      ...(args.includes("--no-prepack") ? { prepackWeights: false } : {}),
+      ...(args.includes("--no-arena") ? { cpuMemArena: false } : {}),
+      ...(Object.keys(sessionConfig).length ? { sessionConfig } : {}),
+    },
+    steps,
+  );
 } else if (command === "quantize-times" && args.length === 1) await quantizeTimes(args[0]!);
 else throw new Error(usage);

@@ -16,6 +16,10 @@ export interface RuntimeOptions {
    * (tiny.en 4.6 -> 79 ms per token without).
    */
   prepackWeights?: boolean;
+  /** onnxruntime's CPU memory arena (default true, its default); false frees each buffer when done. */
+  cpuMemArena?: boolean;
+  /** Extra session configuration entries (onnxruntime's session.* keys), for memory profiles. */
+  sessionConfig?: Record<string, string>;
   /** Extra inputs and a look at every output: how calibration graphs are driven. */
   instrument?: SessionInstrument;
 }
@@ -40,6 +44,18 @@ export interface StepResult {
   cache: KvCache;
 }
 
+/** {"session.a_b": "1"} -> { session: { a_b: "1" } }: how onnxruntime-node takes config entries. */
+function nestedConfig(entries: Record<string, string>): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(entries)) {
+    const parts = key.split(".");
+    let at = out;
+    for (const p of parts.slice(0, -1)) at = (at[p] ??= {}) as Record<string, unknown>;
+    at[parts.at(-1)!] = value;
+  }
+  return out;
+}
+
 /** The two onnxruntime sessions of one Whisper model folder (encoder.onnx, decoder.onnx). */
 export class OnnxWhisper {
   private constructor(
@@ -55,8 +71,10 @@ export class OnnxWhisper {
       graphOptimizationLevel: "all",
       executionMode: "sequential",
       intraOpNumThreads: options.threads ?? 0,
-      ...(options.prepackWeights === false ? { extra: { session: { disable_prepacking: "1" } } } : {}),
+      ...(options.cpuMemArena === false ? { enableCpuMemArena: false } : {}),
     };
+    const entries: Record<string, string> = { ...(options.prepackWeights === false ? { "session.disable_prepacking": "1" } : {}), ...options.sessionConfig };
+    if (Object.keys(entries).length > 0) sessionOptions.extra = nestedConfig(entries);
     const open = async (file: string) => {
       try {
         return await ort.InferenceSession.create(join(dir, file), sessionOptions);
