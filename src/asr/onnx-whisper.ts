@@ -50,7 +50,10 @@ function nestedConfig(entries: Record<string, string>): Record<string, unknown> 
   for (const [key, value] of Object.entries(entries)) {
     const parts = key.split(".");
     let at = out;
-    for (const p of parts.slice(0, -1)) at = (at[p] ??= {}) as Record<string, unknown>;
+    for (const p of parts.slice(0, -1)) {
+      at[p] ??= {};
+      at = at[p] as Record<string, unknown>;
+    }
     at[parts.at(-1)!] = value;
   }
   return out;
