@@ -16,7 +16,13 @@ export interface RuntimeOptions {
    * (tiny.en 4.6 -> 79 ms per token without).
    */
   prepackWeights?: boolean;
-  /** onnxruntime's CPU memory arena (default true, its default); false frees each buffer when done. */
+  /**
+   * onnxruntime's CPU memory arena (default false here; onnxruntime's own default is true). The
+   * arena keeps every activation and cache buffer it ever grew: without it, peak resident memory on
+   * whisper-small's dimensions after the encoder and 40 steps is 1390 MB fp32 (1541 with it) and
+   * 473 MB quanto/w4 (629); on tiny.en the encoder and a step take the same time either way
+   * (bench/profile.js memory ... [--arena]).
+   */
   cpuMemArena?: boolean;
   /** Extra session configuration entries (onnxruntime's session.* keys), for memory profiles. */
   sessionConfig?: Record<string, string>;
@@ -74,7 +80,7 @@ export class OnnxWhisper {
       graphOptimizationLevel: "all",
       executionMode: "sequential",
       intraOpNumThreads: options.threads ?? 0,
-      ...(options.cpuMemArena === false ? { enableCpuMemArena: false } : {}),
+      enableCpuMemArena: options.cpuMemArena ?? false,
     };
     const entries: Record<string, string> = { ...(options.prepackWeights === false ? { "session.disable_prepacking": "1" } : {}), ...options.sessionConfig };
     if (Object.keys(entries).length > 0) sessionOptions.extra = nestedConfig(entries);
