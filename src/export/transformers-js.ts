@@ -237,7 +237,7 @@ export function variantsReadme(source: string, variants: readonly ExportedVarian
   }
   lines.push(
     "",
-    "Sizes are the graph and external-data files of each variant. WERs are measured by `ptq eval --runtime transformers.js` on the split named.",
+    "Sizes are the graph and external-data files of each variant. WERs (95 % bootstrap intervals over utterances) come from the results store given to `ptq export --results`: `kit` ran the same graphs in the kit's decoder, `transformers.js` ran this export through transformers.js (`ptq eval --runtime transformers.js`).",
     "",
   );
   return lines.join("\n");
