@@ -8,15 +8,7 @@
  * Files are paths under <audio root> (served at /audio/). The first file also pays the model's load.
  */
 import { relative, resolve } from "node:path";
-import { chromium } from "playwright-core";
-import { startDemoServer } from "../tools/demo/serve.js";
-
-interface BrowserResult {
-  text: string;
-  ms: number;
-  audioSeconds: number;
-  loadMs: number;
-}
+import { launchChromium, openDemoPage, startDemoServer } from "../tools/demo/serve.js";
 
 async function main(): Promise<void> {
   const [folder, recipe, threads, audioRoot, ...files] = process.argv.slice(2);
@@ -25,22 +17,14 @@ async function main(): Promise<void> {
     process.exit(2);
   }
   const server = await startDemoServer(folder, { audioDir: audioRoot });
-  const browser = await chromium.launch({ executablePath: process.env.CHROMIUM_PATH ?? "/usr/bin/chromium", args: ["--no-sandbox"] });
+  const browser = await launchChromium();
   try {
-    const page = await browser.newPage();
-    await page.goto(`${server.url}?model=${encodeURIComponent(server.modelName)}`);
-    await page.waitForSelector("body[data-ready=true]", { timeout: 60_000 });
-    await page.evaluate(
-      ([r, t]) => {
-        (globalThis as unknown as { selectVariant(r: string): void }).selectVariant(r!);
-        (globalThis as unknown as { document: { getElementById(id: string): { value: string } } }).document.getElementById("threads").value = t!;
-      },
-      [recipe, threads],
-    );
+    const page = await openDemoPage(browser, server);
+    await page.select(recipe, Number(threads));
     const times: number[] = [];
     for (const file of files) {
       const url = `/audio/${relative(resolve(audioRoot), resolve(file))}`;
-      const r = await page.evaluate((u) => (globalThis as unknown as { transcribeUrl(u: string): Promise<BrowserResult> }).transcribeUrl(u), url);
+      const r = await page.transcribe(url);
       times.push(r.ms);
       console.log(
         `${file}\t${(r.ms / 1000).toFixed(2)} s\t${r.audioSeconds.toFixed(1)} s audio\tRTFx ${(r.audioSeconds / (r.ms / 1000)).toFixed(2)}\tload ${(r.loadMs / 1000).toFixed(1)} s\t${r.text}`,

@@ -1,5 +1,4 @@
 import assert from "node:assert/strict";
-import { createRequire } from "node:module";
 import { readdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { before, describe, it } from "node:test";
@@ -9,6 +8,7 @@ import { logMelSpectrogram } from "../src/audio/mel.js";
 import { calibrateActivations } from "../src/asr/calibrate.js";
 import { Transcriber } from "../src/asr/transcriber.js";
 import { TransformersJsTranscriber } from "../src/asr/transformers-js.js";
+import { loadWebRuntime, type WebSession } from "../src/export/browser-check.js";
 import { exportTransformersJs, refuseBrowserBlockers, VARIANTS_FILE, type ExportedVariant } from "../src/export/transformers-js.js";
 import { GraphBuilder, readOnnxModel } from "../src/model/onnx.js";
 import { readWhisperConfig } from "../src/model/config.js";
@@ -20,19 +20,7 @@ import { syntheticModel, tempDir, TEST_CLEAN_FLAC } from "./support/env.js";
 
 const MAX_NEW_TOKENS = 24; // random weights never stop by themselves
 
-interface WebSession {
-  inputNames: readonly string[];
-  run(feeds: Record<string, unknown>): Promise<Record<string, { data: Float32Array; dims: readonly number[] }>>;
-  release(): Promise<void>;
-}
-interface WebRuntime {
-  env: { wasm: { numThreads: number }; logLevel?: string };
-  Tensor: new (type: string, data: ArrayLike<unknown>, dims: number[]) => unknown;
-  InferenceSession: { create(model: Uint8Array, options: unknown): Promise<WebSession> };
-}
-const ortWeb = createRequire(import.meta.url)("onnxruntime-web/webgpu") as WebRuntime;
-ortWeb.env.wasm.numThreads = 1;
-ortWeb.env.logLevel = "error";
+const ortWeb = loadWebRuntime();
 
 describe("ptq export --format transformers.js", () => {
   let modelDir: string;

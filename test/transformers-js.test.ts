@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { chromium, type Browser } from "playwright-core";
+import type { Browser } from "playwright-core";
 import { loadAudio } from "../src/audio/decode.js";
 import { logMelSpectrogram } from "../src/audio/mel.js";
 import { Transcriber } from "../src/asr/transcriber.js";
@@ -15,7 +15,7 @@ import { TransformersJsTranscriber } from "../src/asr/transformers-js.js";
 import { exportTransformersJs, type ExportedVariant } from "../src/export/transformers-js.js";
 import { buildManifest } from "../src/hub/librispeech.js";
 import { ensureQuantizedModel } from "../src/recipes/quantize-model.js";
-import { startDemoServer, type DemoServer } from "../tools/demo/serve.js";
+import { launchChromium, openDemoPage, startDemoServer, type DemoServer } from "../tools/demo/serve.js";
 import { LARGE_LIBRISPEECH, largeDataMissing, ROOT, tempDir } from "./support/env.js";
 
 const TINY_EN = join(ROOT, "data", "models", "whisper-tiny.en");
@@ -67,7 +67,7 @@ describe("transformers.js export of whisper-tiny.en", { skip: missing }, () => {
     let browser: Browser;
     before(async () => {
       server = await startDemoServer(outDir, { audioDir: LARGE_LIBRISPEECH! });
-      browser = await chromium.launch({ executablePath: process.env.CHROMIUM_PATH ?? "/usr/bin/chromium", args: ["--no-sandbox"] });
+      browser = await launchChromium();
     });
     after(async () => {
       await browser?.close();
@@ -75,17 +75,9 @@ describe("transformers.js export of whisper-tiny.en", { skip: missing }, () => {
     });
 
     it("Chromium transcribes two real utterances with the exported q4 variant, as transformers.js does in Node", async () => {
-      const page = await browser.newPage();
-      const errors: string[] = [];
-      page.on("pageerror", (e) => errors.push(e.message));
-      await page.goto(`${server.url}?model=${encodeURIComponent(server.modelName)}`);
-      await page.waitForSelector("body[data-ready=true]", { timeout: 60_000 });
-      assert.equal(
-        await page.evaluate(() => (globalThis as unknown as { crossOriginIsolated: boolean }).crossOriginIsolated),
-        true,
-        "cross-origin isolated: WASM threads allowed",
-      );
-      await page.evaluate(() => (globalThis as unknown as { selectVariant(r: string): void }).selectVariant("quanto/w4"));
+      const page = await openDemoPage(browser, server);
+      assert.equal(await page.crossOriginIsolated(), true, "cross-origin isolated: WASM threads allowed");
+      await page.select("quanto/w4");
       const v = variants.get("quanto/w4")!;
       const { dir } = await ensureQuantizedModel(TINY_EN, "quanto/w4");
       const kit = await Transcriber.load(TINY_EN, { onnxDir: dir, threads: 1 });
@@ -93,13 +85,7 @@ describe("transformers.js export of whisper-tiny.en", { skip: missing }, () => {
       try {
         for (const file of files.slice(0, 2)) {
           const url = `/audio/${file.slice(LARGE_LIBRISPEECH!.length + 1)}`;
-          const inBrowser = await page.evaluate(
-            (u) =>
-              (
-                globalThis as unknown as { transcribeUrl(u: string): Promise<{ text: string; ms: number; audioSeconds: number; loadMs: number }> }
-              ).transcribeUrl(u),
-            url,
-          );
+          const inBrowser = await page.transcribe(url);
           const inNode = await node.transcribe(await loadAudio(file));
           console.log(
             `# browser: ${(inBrowser.ms / 1000).toFixed(2)} s for ${inBrowser.audioSeconds.toFixed(1)} s of audio (load ${(inBrowser.loadMs / 1000).toFixed(1)} s): ${inBrowser.text}`,
@@ -111,7 +97,7 @@ describe("transformers.js export of whisper-tiny.en", { skip: missing }, () => {
         await kit.close();
         await node.close();
       }
-      assert.deepEqual(errors, []);
+      assert.deepEqual(page.errors, []);
     });
   });
 });

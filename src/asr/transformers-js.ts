@@ -111,7 +111,7 @@ export class TransformersJsTranscriber implements SpeechRecognizer {
   async decodeFeatures(mel: Float32Array, nMels: number): Promise<number[]> {
     const features = new this.tj.Tensor("float32", mel, [1, nMels, mel.length / nMels]);
     const out = await this.model.generate({ input_features: features, ...this.generateOptions() });
-    return this.generatedTokens(out);
+    return this.generatedTokens(Array.from(out.data, Number));
   }
 
   /** Transcribe 16 kHz mono samples (the first 30 s), features and all by transformers.js. */
@@ -125,7 +125,7 @@ export class TransformersJsTranscriber implements SpeechRecognizer {
     const { input_features } = await this.processor(audio.length > N_SAMPLES ? audio.subarray(0, N_SAMPLES) : audio);
     const out = await this.model.generate({ input_features, ...this.generateOptions() });
     const ids = Array.from(out.data, Number);
-    const tokens = this.generatedTokens(out);
+    const tokens = this.generatedTokens(ids);
     return {
       text: this.tokenizer.decode(tokens, { skip_special_tokens: true }).trim(),
       tokens,
@@ -141,8 +141,7 @@ export class TransformersJsTranscriber implements SpeechRecognizer {
   }
 
   /** generate() returns prompt + generated (+ <|endoftext|>): keep what the kit calls tokens. */
-  private generatedTokens(out: TjTensor): number[] {
-    const ids = Array.from(out.data, Number);
+  private generatedTokens(ids: number[]): number[] {
     const promptLength = ids.indexOf(this.generation.noTimestampsTokenId) + 1;
     const tokens = ids.slice(promptLength);
     return tokens.at(-1) === this.generation.eosTokenId ? tokens.slice(0, -1) : tokens;

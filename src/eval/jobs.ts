@@ -123,12 +123,16 @@ function recipeSpec(transcriber: SpeechRecognizer): Record<string, unknown> {
 }
 
 /** The job's model folder and its graphs, fetched, built, quantized and (static recipes) calibrated on `manifest`'s split. */
-async function jobGraphs(job: EvalJob, manifest: Utterance[], context: Pick<JobContext, "transcriberOptions">): Promise<{ modelDir: string; onnxDir: string }> {
+async function jobGraphs(
+  job: EvalJob,
+  manifest: Utterance[],
+  context: Pick<JobContext, "transcriberOptions">,
+): Promise<{ modelDir: string; onnxDir: string; calibration: CalibrationRun | undefined }> {
   const modelDir = await resolveModelDir(job.model, context.transcriberOptions.hub ?? {});
   const calibration =
     findRecipe(job.recipe).scheme === "static" ? splitCalibration(modelDir, job.split, manifest, context.transcriberOptions, job.calibrationLimit) : undefined;
   const { dir } = await ensureQuantizedModel(modelDir, job.recipe, job.options ?? {}, calibration);
-  return { modelDir, onnxDir: dir };
+  return { modelDir, onnxDir: dir, calibration };
 }
 
 /** The recipe's transformers.js export, made once beside its graphs (data/onnx/<model>/<recipe>.transformers.js). */
@@ -137,15 +141,13 @@ async function jobExport(
   manifest: Utterance[],
   context: Pick<JobContext, "transcriberOptions">,
 ): Promise<{ modelDir: string; onnxDir: string; folder: string; variant: ExportedVariant }> {
-  const { modelDir, onnxDir } = await jobGraphs(job, manifest, context);
+  const { modelDir, onnxDir, calibration } = await jobGraphs(job, manifest, context);
   const folder = `${onnxDir}.transformers.js`;
   const dtype = defaultDtype(job.recipe, job.options ?? {});
   if (await exists(join(folder, VARIANTS_FILE))) {
     const variant = (await readJson<ExportedVariant[]>(join(folder, VARIANTS_FILE))).find((v) => v.dtype === dtype && v.subfolder === "onnx");
     if (variant) return { modelDir, onnxDir, folder, variant };
   }
-  const calibration =
-    findRecipe(job.recipe).scheme === "static" ? splitCalibration(modelDir, job.split, manifest, context.transcriberOptions, job.calibrationLimit) : undefined;
   // No load into onnxruntime-web here: its WASM heap would stay in this process and count in the run's peak memory.
   const variant = await exportTransformersJs({
     modelDir,

@@ -22,6 +22,11 @@ export interface BrowserBlocker {
 
 const DOUBLE = DataType.DOUBLE;
 const FLOAT8 = new Set<number>([DataType.FLOAT8E4M3FN, DataType.FLOAT8E4M3FNUZ, DataType.FLOAT8E5M2, DataType.FLOAT8E5M2FNUZ]);
+const FLOAT8_BLOCKER = {
+  operator: "float8 tensors",
+  reason: "onnxruntime-web registers no float8 type",
+  alternative: "quanto/w8a8 or quanto/w4a8 (int8 activations)",
+};
 
 /** The known gaps of the web build in `nodes` (first per operator form). */
 export function browserBlockers(nodes: readonly NodeProto[], valueTypes: ReadonlyMap<string, number> = new Map()): BrowserBlocker[] {
@@ -31,24 +36,13 @@ export function browserBlockers(nodes: readonly NodeProto[], valueTypes: Readonl
   };
   for (const [name, type] of valueTypes) {
     if (FLOAT8.has(type)) {
-      add({
-        node: name,
-        operator: "float8 tensors",
-        reason: "onnxruntime-web registers no float8 type",
-        alternative: "quanto/w8a8 or quanto/w4a8 (int8 activations)",
-      });
+      add({ node: name, ...FLOAT8_BLOCKER });
     }
   }
   for (const n of nodes) {
     if (n.opType === "Cast") {
       const to = Number(n.attribute.find((a) => a.name === "to")?.i ?? 0);
-      if (FLOAT8.has(to))
-        add({
-          node: n.name,
-          operator: "float8 tensors",
-          reason: "onnxruntime-web registers no float8 type",
-          alternative: "quanto/w8a8 or quanto/w4a8 (int8 activations)",
-        });
+      if (FLOAT8.has(to)) add({ node: n.name, ...FLOAT8_BLOCKER });
       if (to === DOUBLE || valueTypes.get(n.input[0]!) === DOUBLE) {
         add({
           node: n.name,
@@ -84,16 +78,20 @@ export function missingKernel(message: string): { operator: string; node: string
   return m ? { operator: `${m[1]} (opset ${m[2]})`, node: m[3]! } : null;
 }
 
-interface WebSession {
+/** The parts of onnxruntime-web used here and in its tests (its own types pull in the DOM library). */
+export interface WebSession {
+  run(feeds: Record<string, unknown>): Promise<Record<string, { data: Float32Array; dims: readonly number[] }>>;
   release(): Promise<void>;
 }
-interface WebRuntime {
+export interface WebRuntime {
   env: { wasm: { numThreads: number }; logLevel?: string };
+  Tensor: new (type: string, data: ArrayLike<unknown>, dims: number[]) => unknown;
   InferenceSession: { create(model: Uint8Array, options: unknown): Promise<WebSession> };
 }
 
 let webRuntime: WebRuntime | null = null;
-function loadWebRuntime(): WebRuntime {
+/** onnxruntime-web in this process, one thread, errors only. */
+export function loadWebRuntime(): WebRuntime {
   if (!webRuntime) {
     // The webgpu entry point is the one transformers.js imports; on the wasm provider it runs the asyncify build.
     webRuntime = createRequire(import.meta.url)("onnxruntime-web/webgpu") as WebRuntime;

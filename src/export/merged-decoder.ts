@@ -75,7 +75,26 @@ export function toTransformersJsGraphs(encoder: GraphBuilder, decoder: GraphBuil
   const H = config.decoderHeads;
   const Dh = config.dModel / H;
   const S = config.maxSourcePositions;
-  const crossNames = Array.from({ length: L }, (_, l) => [crossKey(l), crossValue(l)]).flat();
+  // Per decoder layer, the cross key (pre-transposed) and value: the kit's name, transformers.js's cache names,
+  // the shape, and the cache input's shape (a symbol where the empty first-step cache has length 0).
+  const E = "encoder_sequence_length_out";
+  const cross = Array.from({ length: L }, (_, l) => [
+    {
+      name: crossKey(l),
+      cached: `past_key_values.${l}.encoder.key`,
+      present: `present.${l}.encoder.key`,
+      dims: [BATCH, H, Dh, S],
+      cachedDims: [BATCH, H, Dh, E],
+    },
+    {
+      name: crossValue(l),
+      cached: `past_key_values.${l}.encoder.value`,
+      present: `present.${l}.encoder.value`,
+      dims: [BATCH, H, S, Dh],
+      cachedDims: [BATCH, H, E, Dh],
+    },
+  ]).flat() as Array<{ name: string; cached: string; present: string; dims: Dim[]; cachedDims: Dim[] }>;
+  const crossNames = cross.map((c) => c.name);
 
   // 1. Split the encoder: what last_hidden_state needs stays; the cross projections move.
   const kept = backwardCone(encoder.nodes, [HIDDEN]);
@@ -119,13 +138,8 @@ export function toTransformersJsGraphs(encoder: GraphBuilder, decoder: GraphBuil
   const elseNodes = movedNodes.map((n) => renamed(n, fresh));
   copyInitializers(encoder, dec, movedNodes, crossInit);
 
-  const kvDims = (name: string): Dim[] => (name.startsWith("cross_key") ? [BATCH, H, Dh, S] : [BATCH, H, S, Dh]);
-  const cachedInput = (name: string) => {
-    const [kind, l] = name.split(".");
-    return `past_key_values.${l}.encoder.${kind === "cross_key" ? "key" : "value"}`;
-  };
-  const thenNodes = crossNames.map((name) =>
-    create(NodeProtoSchema, { opType: "Identity", name: `reuse/${name}`, domain: "", input: [cachedInput(name)], output: [`reused/${name}`] }),
+  const thenNodes = cross.map((c) =>
+    create(NodeProtoSchema, { opType: "Identity", name: `reuse/${c.name}`, domain: "", input: [c.cached], output: [`reused/${c.name}`] }),
   );
   const ifNode = create(NodeProtoSchema, {
     opType: "If",
@@ -138,13 +152,13 @@ export function toTransformersJsGraphs(encoder: GraphBuilder, decoder: GraphBuil
         "then_branch",
         "reuse_cross_kv",
         thenNodes,
-        crossNames.map((n) => valueInfo(`reused/${n}`, DataType.FLOAT, kvDims(n))),
+        cross.map((c) => valueInfo(`reused/${c.name}`, DataType.FLOAT, c.dims)),
       ),
       graphAttribute(
         "else_branch",
         "compute_cross_kv",
         elseNodes,
-        crossNames.map((n) => valueInfo(`computed/${n}`, DataType.FLOAT, kvDims(n))),
+        cross.map((c) => valueInfo(`computed/${c.name}`, DataType.FLOAT, c.dims)),
       ),
     ],
   });
@@ -155,8 +169,9 @@ export function toTransformersJsGraphs(encoder: GraphBuilder, decoder: GraphBuil
   for (let l = 0; l < L; l++) {
     dec.input(`past_key_values.${l}.decoder.key`, DataType.FLOAT, [BATCH, H, "past_decoder_sequence_length", Dh]);
     dec.input(`past_key_values.${l}.decoder.value`, DataType.FLOAT, [BATCH, H, "past_decoder_sequence_length", Dh]);
-    dec.input(`past_key_values.${l}.encoder.key`, DataType.FLOAT, [BATCH, H, Dh, "encoder_sequence_length_out"]);
-    dec.input(`past_key_values.${l}.encoder.value`, DataType.FLOAT, [BATCH, H, "encoder_sequence_length_out", Dh]);
+    for (const c of cross.slice(2 * l, 2 * l + 2)) {
+      dec.input(c.cached, DataType.FLOAT, c.cachedDims);
+    }
   }
   dec.input("use_cache_branch", DataType.BOOL, [1]);
 
@@ -164,13 +179,9 @@ export function toTransformersJsGraphs(encoder: GraphBuilder, decoder: GraphBuil
   for (let l = 0; l < L; l++) {
     dec.output(`present.${l}.decoder.key`, DataType.FLOAT, [BATCH, H, "present_decoder_sequence_length", Dh]);
     dec.output(`present.${l}.decoder.value`, DataType.FLOAT, [BATCH, H, "present_decoder_sequence_length", Dh]);
-    for (const [cross, kind] of [
-      [crossKey(l), "key"],
-      [crossValue(l), "value"],
-    ] as const) {
-      const out = `present.${l}.encoder.${kind}`;
-      dec.node("Identity", [cross], {}, { name: `${out}/Identity`, outputs: [out] });
-      dec.output(out, DataType.FLOAT, kvDims(cross));
+    for (const c of cross.slice(2 * l, 2 * l + 2)) {
+      dec.node("Identity", [c.name], {}, { name: `${c.present}/Identity`, outputs: [c.present] });
+      dec.output(c.present, DataType.FLOAT, c.dims);
     }
   }
   return { encoder: enc, decoder: dec };

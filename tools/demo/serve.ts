@@ -14,6 +14,7 @@ import { stat } from "node:fs/promises";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { basename, extname, join, normalize, resolve, sep } from "node:path";
+import { chromium, type Browser } from "playwright-core";
 import { repoRoot } from "../../src/util/fs.js";
 
 const TYPES: Record<string, string> = {
@@ -67,6 +68,56 @@ export async function startDemoServer(exportDir: string, options: { port?: numbe
     modelName,
     server,
     close: () => new Promise<void>((ok) => server.close(() => ok())),
+  };
+}
+
+/** What the page's transcribeUrl returns. */
+export interface BrowserTranscript {
+  text: string;
+  ms: number; // transcription time, model load excluded
+  audioSeconds: number;
+  loadMs: number; // the variant's load, on its first use
+}
+
+/** The demo page in a browser tab, driven as a user would (tests and bench/browser.js). */
+export interface DemoPage {
+  crossOriginIsolated(): Promise<boolean>;
+  select(recipe: string, threads?: number): Promise<void>;
+  transcribe(url: string): Promise<BrowserTranscript>;
+  errors: string[]; // uncaught page errors
+}
+
+/** Debian's Chromium, headless (CHROMIUM_PATH to use another). */
+export function launchChromium(): Promise<Browser> {
+  return chromium.launch({ executablePath: process.env.CHROMIUM_PATH ?? "/usr/bin/chromium", args: ["--no-sandbox"] });
+}
+
+type PageGlobals = {
+  crossOriginIsolated: boolean;
+  selectVariant(recipe: string): void;
+  transcribeUrl(url: string): Promise<BrowserTranscript>;
+  document: { getElementById(id: string): { value: string } };
+};
+
+export async function openDemoPage(browser: Browser, server: DemoServer): Promise<DemoPage> {
+  const page = await browser.newPage();
+  const errors: string[] = [];
+  page.on("pageerror", (e) => errors.push(e.message));
+  await page.goto(`${server.url}?model=${encodeURIComponent(server.modelName)}`);
+  await page.waitForSelector("body[data-ready=true]", { timeout: 60_000 });
+  return {
+    errors,
+    crossOriginIsolated: () => page.evaluate(() => (globalThis as unknown as PageGlobals).crossOriginIsolated),
+    select: (recipe, threads = 1) =>
+      page.evaluate(
+        ([r, t]) => {
+          const g = globalThis as unknown as PageGlobals;
+          g.selectVariant(r!);
+          g.document.getElementById("threads").value = t!;
+        },
+        [recipe, String(threads)],
+      ),
+    transcribe: (url) => page.evaluate((u) => (globalThis as unknown as PageGlobals).transcribeUrl(u), url),
   };
 }
 

@@ -15,7 +15,8 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdir, rm, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
-import { chromium, type Page } from "playwright-core";
+import type { Page } from "playwright-core";
+import { launchChromium } from "../demo/serve.js";
 import { repoRoot } from "../../src/util/fs.js";
 import { freePort } from "../../test/support/free-port.js";
 import { startSmokeServices } from "../smoke.js";
@@ -224,7 +225,7 @@ async function test(outDir: string): Promise<void> {
   await writeFile(join(settings, "@jupyterlab", "apputils-extension", "notification.jupyterlab-settings"), JSON.stringify({ fetchNews: "false" }));
   const figures = join(outDir, "figures");
   let lab: LabServer | undefined;
-  const browser = await chromium.launch({ executablePath: process.env.CHROMIUM_PATH ?? "/usr/bin/chromium", args: ["--no-sandbox"] });
+  const browser = await launchChromium();
   try {
     lab = await startLab(await freePort(), { ...services.env, FIGURES_DIR: figures }, settings);
     console.log(`lab test: server answered after ${((Date.now() - started) / 1000).toFixed(1)} s`);
