@@ -3,7 +3,7 @@
  *
  *   node build/bench/profile.js kernels                      MatMulNBits vs fp32 MatMul on one layer
  *   node build/bench/profile.js ops <model dir> <recipe>     onnxruntime's time per operator and node
- *   node build/bench/profile.js memory <model dir> <recipe> [--no-prepack] [--arena] [--config key=value]... [--steps N]
+ *   node build/bench/profile.js memory <model dir> <recipe[@expand=decoder]> [--no-prepack] [--arena] [--config key=value]... [--steps N]
  *   node build/bench/profile.js quantize-times <model dir>   each weight-only recipe's time to quantize
  *
  * Weights of the kernel table are arbitrary (timings do not depend on values); `ops` and `memory`
@@ -19,6 +19,7 @@ import { inputFrames, readWhisperConfig } from "../src/model/config.js";
 import { DataType, GraphBuilder, writeOnnxModel } from "../src/model/onnx.js";
 import { RECIPES } from "../src/recipes/catalog.js";
 import { ensureQuantizedModel } from "../src/recipes/quantize-model.js";
+import { parseRecipeEntry } from "./recipe-entry.js";
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
@@ -165,7 +166,8 @@ function memory(): string {
 
 /** Resident memory of the sessions: loaded, then after one encoder call and N decoder steps. */
 async function sessionMemory(modelDir: string, recipe: string, runtime: RuntimeOptions, steps: number): Promise<void> {
-  const { dir } = await ensureQuantizedModel(modelDir, recipe);
+  const { id, options } = parseRecipeEntry(recipe); // e.g. quanto/w8@expand=all
+  const { dir } = await ensureQuantizedModel(modelDir, id, options);
   const config = await readWhisperConfig(join(modelDir, "config.json"));
   const before = memory();
   const model = await OnnxWhisper.load(dir, config, { threads: 2, ...runtime });
@@ -197,7 +199,7 @@ async function quantizeTimes(modelDir: string): Promise<void> {
 
 const [command, ...args] = process.argv.slice(2);
 const usage =
-  "usage: node build/bench/profile.js kernels | ops <model dir> <recipe> | memory <model dir> <recipe> [--no-prepack] [--arena] [--config key=value]... [--steps N] | quantize-times <model dir>";
+  "usage: node build/bench/profile.js kernels | ops <model dir> <recipe> | memory <model dir> <recipe[@expand=decoder]> [--no-prepack] [--arena] [--config key=value]... [--steps N] | quantize-times <model dir>";
 if (command === "kernels") await kernels();
 else if (command === "ops" && args.length === 2) await ops(args[0]!, args[1]!);
 else if (command === "memory" && args.length >= 2) {

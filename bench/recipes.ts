@@ -6,25 +6,31 @@
  * decoding excluded, as for the peers), peak resident memory, and WER on the set, so that speed is
  * never read without accuracy.
  *
- *   make bench [BENCH_MODEL=dir] [RECIPES=a,b@accuracy-level=4] [LIMIT=20] [THREADS=2] [WORKERS=1]
- *              [LIBRISPEECH_DIR=...] [PEERS_PYTHON=python-with-torch-transformers-faster-whisper]
- *              [PEERS_CT2=ct2 model dir]
+ *   make bench [BENCH_MODEL=dir] [RECIPES=a,b@accuracy-level=4,c@expand=decoder] [LIMIT=20] [THREADS=2] [WORKERS=1]
+ *              [LENGTHS=reference|free] [LIBRISPEECH_DIR=...]
+ *              [PEERS_PYTHON=python-with-torch-transformers-faster-whisper] [PEERS_CT2=ct2 model dir]
  *
  * Model: BENCH_MODEL, else data/models/whisper-small when imported, else a random-weight model of
- * whisper-tiny's dimensions (timings only: its WER means nothing). Utterances: the first LIMIT of
- * train-clean-5's evaluation part. WORKERS > 1 splits the utterances over that many processes of
- * THREADS / WORKERS intra-op threads each, started together (throughput on the same cores; memory
- * is then the sum of the processes'). Prints a table; writes data/bench/recipes-<time>.json.
- * With PEERS_PYTHON, the peers of tools/bench-peers/peers.py run on the same utterances in the
- * same layout (processes x threads); their WER is computed here with the kit's normalizer, and
- * each recipe's RTFx is printed as a ratio to each peer's.
+ * whisper-small's dimensions (d_model 768, 12 layers, 12 heads; made once in data/bench). Random
+ * weights never stop where speech ends, so such a model is decoded at teacher-forced length: each
+ * utterance for exactly as many tokens as the tokenizer's encoding of its reference transcript (in
+ * sentence case: that is within 10 % of what real weights generate), by every system alike
+ * (LENGTHS=reference forces it for real weights too); tables say "teacher-forced length, random
+ * weights" and carry no WER. Utterances: the first LIMIT of train-clean-5's evaluation part, each
+ * cut to its first 30 s for every system (the kit transcribes one window). WORKERS > 1 splits the
+ * utterances over that many processes of THREADS / WORKERS intra-op threads each, started together
+ * (throughput on the same cores; memory is then the sum of the processes'). Prints a table; writes
+ * data/bench/recipes-<time>.json. With PEERS_PYTHON, the peers of tools/bench-peers/peers.py run on
+ * the same utterances in the same layout (processes x threads) and at the same lengths; their WER
+ * is computed here with the kit's normalizer, and each recipe's RTFx is printed as a ratio to each
+ * peer's. Without PEERS_CT2, a random-weight model is converted for faster-whisper by that Python.
  */
 import { execFile, execFileSync, spawn } from "node:child_process";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { promisify } from "node:util";
 import { existsSync } from "node:fs";
-import { join } from "node:path";
+import { basename, dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { loadAudio, SAMPLE_RATE } from "../src/audio/decode.js";
 import { logMelSpectrogram } from "../src/audio/mel.js";
@@ -37,9 +43,10 @@ import { evaluationPart } from "../src/eval/splits.js";
 import { addCounts, align, countsOf, emptyCounts, errorRate, words } from "../src/eval/wer.js";
 import { buildManifest, defaultLibriSpeechDir } from "../src/hub/librispeech.js";
 import { BUNDLED_ASSETS, writeSyntheticWhisper } from "../src/model/synthetic.js";
-import { findRecipe, type RecipeOptions } from "../src/recipes/catalog.js";
+import { findRecipe } from "../src/recipes/catalog.js";
+import { parseRecipeEntry } from "./recipe-entry.js";
 import { ensureQuantizedModel } from "../src/recipes/quantize-model.js";
-import { dataDir, repoRoot, writeFileAtomic, writeJsonAtomic } from "../src/util/fs.js";
+import { dataDir, readJson, repoRoot, writeFileAtomic, writeJsonAtomic } from "../src/util/fs.js";
 
 const execFileAsync = promisify(execFile);
 
@@ -47,11 +54,12 @@ interface PeerResult {
   system: string;
   layout: string; // processes x threads each, as the kit's rows
   rtfx: number;
-  wer: number; // percent, the kit's normalizer and WER on the peer's texts
+  wer: number | null; // percent, the kit's normalizer and WER on the peer's texts; null at teacher-forced length
+  tokens: number; // generated over the timed utterances (checked against the forced lengths)
 }
 
 interface PeerOutput {
-  systems: Array<{ system: string; wallSeconds: number; audioSeconds: number; texts: string[] }>;
+  systems: Array<{ system: string; wallSeconds: number; audioSeconds: number; texts: string[]; tokens: number[] }>;
 }
 
 /**
@@ -68,6 +76,7 @@ async function runPeers(
   workers: number,
   files: string[],
   references: string[],
+  lengths: number[] | null,
 ): Promise<PeerResult[]> {
   const script = join(repoRoot(), "tools", "bench-peers", "peers.py");
   const perProcess = workers === 1 ? threads : Math.max(1, Math.floor(threads / workers));
@@ -76,7 +85,7 @@ async function runPeers(
   const outputs = await Promise.all(
     shards.map(async (shard, w) => {
       const list = join(dataDir(), "bench", `peers-files-${w}.txt`);
-      await writeFileAtomic(list, shard.map(([, f]) => f).join("\n"));
+      await writeFileAtomic(list, shard.map(([i, f]) => (lengths ? `${f}\t${lengths[i]}` : f)).join("\n"));
       const { stdout } = await execFileAsync(python, [script, modelDir, ct2, String(perProcess), list, barrier, String(workers)], {
         encoding: "utf8",
         maxBuffer: 1 << 26,
@@ -88,21 +97,30 @@ async function runPeers(
   const normalizer = await EnglishTextNormalizer.load(modelDir);
   return outputs[0]!.systems.map((first, s) => {
     const texts: string[] = [];
+    const tokens: number[] = [];
     shards.forEach((shard, w) => {
       shard.forEach(([i], k) => {
         texts[i] = outputs[w]!.systems[s]!.texts[k]!;
+        tokens[i] = outputs[w]!.systems[s]!.tokens[k]!;
       });
     });
+    if (lengths) {
+      const off = tokens.findIndex((t, i) => t !== lengths[i]);
+      if (off >= 0) throw new Error(`${first.system} generated ${tokens[off]} tokens for ${files[off]}, not the forced ${lengths[off]}`);
+    }
     const audio = outputs.reduce((a, o) => a + o.systems[s]!.audioSeconds, 0);
     const wall = Math.max(...outputs.map((o) => o.systems[s]!.wallSeconds));
     return {
       system: first.system,
       layout: `${workers} x ${perProcess}`,
       rtfx: audio / wall,
-      wer: corpusWer(
-        normalizer,
-        texts.map((text, i) => [references[i]!, text]),
-      ),
+      wer: lengths
+        ? null
+        : corpusWer(
+            normalizer,
+            texts.map((text, i) => [references[i]!, text]),
+          ),
+      tokens: tokens.reduce((a, b) => a + b, 0),
     };
   });
 }
@@ -117,7 +135,7 @@ interface RecipeBench {
   decoderMsPerToken: number;
   rtfx: number;
   peakRssMB: number;
-  wer: number; // percent
+  wer: number | null; // percent; null at teacher-forced length (random weights)
   utterances: number;
   tokens: number;
 }
@@ -127,6 +145,32 @@ function corpusWer(normalizer: EnglishTextNormalizer, pairs: Array<[reference: s
   let counts = emptyCounts();
   for (const [ref, hyp] of pairs) counts = addCounts(counts, countsOf(align(words(normalizer.normalize(ref)), words(normalizer.normalize(hyp)))));
   return 100 * errorRate(counts);
+}
+
+const WINDOW_SAMPLES = 30 * SAMPLE_RATE; // one Whisper window: what the kit transcribes, and what every peer is given
+
+/**
+ * The forced length of each utterance, or null for free decoding: random weights (ptq synth marks
+ * them in config.json) never predict the end of speech, so they decode as many tokens as the
+ * tokenizer's encoding of the reference; LENGTHS=reference asks for the same on real weights.
+ * Sentence case with a leading space, as Whisper writes: LibriSpeech's upper case encodes into 43 %
+ * more tokens than tiny.en generates on test-other, sentence case into 9 % fewer (no punctuation).
+ */
+async function forcedLengths(modelDir: string, transcripts: string[]): Promise<number[] | null> {
+  const mode = process.env.LENGTHS || ((await hasRandomWeights(modelDir)) ? "reference" : "free");
+  if (mode === "free") return null;
+  if (mode !== "reference") throw new Error(`LENGTHS=${mode}: give reference (teacher-forced length) or free`);
+  const tj = (await import("@huggingface/transformers")) as unknown as {
+    env: { allowRemoteModels: boolean; localModelPath: string };
+    AutoTokenizer: { from_pretrained(id: string): Promise<{ encode(text: string, o: { add_special_tokens: boolean }): number[] }> };
+  };
+  tj.env.allowRemoteModels = false;
+  tj.env.localModelPath = `${dirname(resolve(modelDir))}/`;
+  const tokenizer = await tj.AutoTokenizer.from_pretrained(basename(resolve(modelDir)));
+  return transcripts.map((t) => {
+    const lower = t.toLowerCase();
+    return tokenizer.encode(` ${lower.charAt(0).toUpperCase()}${lower.slice(1)}`, { add_special_tokens: false }).length;
+  });
 }
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
@@ -151,6 +195,7 @@ async function measureShard(
   modelDir: string,
   onnxDir: string,
   paths: Array<[index: number, path: string]>,
+  lengths: number[] | null,
   threads: number,
   start: () => Promise<void>,
 ): Promise<ShardResult> {
@@ -158,7 +203,7 @@ async function measureShard(
   let t = performance.now();
   const transcriber = await Transcriber.load(modelDir, { onnxDir, threads });
   const loadSeconds = (performance.now() - t) / 1000;
-  const audios = await Promise.all(paths.map(([, path]) => loadAudio(path)));
+  const audios = await Promise.all(paths.map(async ([, path]) => (await loadAudio(path)).subarray(0, WINDOW_SAMPLES)));
   await transcriber.transcribe(audios[0]!); // warm-up, not counted
   const mel0 = logMelSpectrogram(audios[0]!, transcriber.config.numMelBins);
   const encoderMs: number[] = [];
@@ -177,10 +222,13 @@ async function measureShard(
     const samples = audios[i]!;
     const encoded = await transcriber.model.encode(logMelSpectrogram(samples, transcriber.config.numMelBins));
     const decodeStart = performance.now();
-    const result = await greedyDecode(stepperFor(transcriber.model, encoded), transcriber.generation, transcriber.options);
+    const n = lengths?.[paths[i]![0]];
+    const fixed = n === undefined ? {} : { minNewTokens: n, maxNewTokens: n };
+    const result = await greedyDecode(stepperFor(transcriber.model, encoded), transcriber.generation, { ...transcriber.options, ...fixed });
     decodeMs += performance.now() - decodeStart;
     audioSeconds += samples.length / SAMPLE_RATE;
-    tokens += result.tokens.length + 1; // the end-of-text step costs a step too
+    if (n !== undefined && result.tokens.length !== n) throw new Error(`${paths[i]![1]}: ${result.tokens.length} tokens generated, not the forced ${n}`);
+    tokens += result.tokens.length + (result.finished ? 1 : 0); // the end-of-text step costs a step too
     texts.push([paths[i]![0], transcriber.tokenizer.decode(result.tokens)]);
   }
   const wallMs = performance.now() - wallStart;
@@ -190,22 +238,30 @@ async function measureShard(
 }
 
 /** A worker process: measure its shard, starting when the parent writes a line to stdin. */
-async function runWorker(modelDir: string, onnxDir: string, shard: Array<[number, string]>, threads: number): Promise<void> {
+async function runWorker(modelDir: string, onnxDir: string, shard: Array<[number, string]>, lengths: number[] | null, threads: number): Promise<void> {
   const start = () =>
     new Promise<void>((resolve) => {
       process.stdout.write("ready\n");
       process.stdin.once("data", () => resolve());
     });
-  const result = await measureShard(modelDir, onnxDir, shard, threads, start);
+  const result = await measureShard(modelDir, onnxDir, shard, lengths, threads, start);
   process.stdin.pause();
   console.log(JSON.stringify(result));
 }
 
 /** Shards in parallel processes (utterance i to worker i mod W); the timed parts start together. */
-async function measureInWorkers(modelDir: string, onnxDir: string, paths: string[], workers: number, threads: number): Promise<ShardResult[]> {
+async function measureInWorkers(
+  modelDir: string,
+  onnxDir: string,
+  paths: string[],
+  lengths: number[] | null,
+  workers: number,
+  threads: number,
+): Promise<ShardResult[]> {
   const children = Array.from({ length: workers }, (_, w) => {
     const shard = paths.map((p, i) => [i, p] as [number, string]).filter(([i]) => i % workers === w);
-    const child = spawn(process.execPath, [fileURLToPath(import.meta.url), "--worker", modelDir, onnxDir, String(threads), JSON.stringify(shard)], {
+    const args = ["--worker", modelDir, onnxDir, String(threads), JSON.stringify(shard), JSON.stringify(lengths)];
+    const child = spawn(process.execPath, [fileURLToPath(import.meta.url), ...args], {
       stdio: ["pipe", "pipe", "inherit"],
     });
     let out = "";
@@ -227,18 +283,6 @@ async function measureInWorkers(modelDir: string, onnxDir: string, paths: string
   return Promise.all(children.map((c) => c.done));
 }
 
-/** A RECIPES entry: a recipe id, optionally "@accuracy-level=4" (MatMulNBits with int8 activations). */
-function parseRecipeEntry(entry: string): { id: string; options: RecipeOptions } {
-  const [id, ...settings] = entry.split("@");
-  const options: RecipeOptions = {};
-  for (const setting of settings) {
-    const m = /^accuracy-level=(0|4)$/.exec(setting);
-    if (!m) throw new Error(`RECIPES entry '${entry}': only @accuracy-level=0|4 is understood`);
-    options.accuracyLevel = Number(m[1]) as 0 | 4;
-  }
-  return { id: id!, options };
-}
-
 /** One recipe, measured from this process (the parent runs each recipe in a fresh child). */
 async function measure(modelDir: string, recipe: string, split: string, root: string, limit: number, threads: number, workers: number): Promise<RecipeBench> {
   const manifest = await buildManifest(root, split);
@@ -248,6 +292,10 @@ async function measure(modelDir: string, recipe: string, split: string, root: st
     findRecipe(id).scheme === "static" ? splitCalibration(modelDir, split, manifest, { threads }, Number(process.env.CALIBRATION_LIMIT || 20)) : undefined;
   const quantized = await ensureQuantizedModel(modelDir, id, options, calibration);
   const paths = utterances.map((u) => u.path);
+  const lengths = await forcedLengths(
+    modelDir,
+    utterances.map((u) => u.transcript),
+  );
   const shards =
     workers === 1
       ? [
@@ -255,11 +303,12 @@ async function measure(modelDir: string, recipe: string, split: string, root: st
             modelDir,
             quantized.dir,
             paths.map((p, i) => [i, p]),
+            lengths,
             threads,
             async () => {},
           ),
         ]
-      : await measureInWorkers(modelDir, quantized.dir, paths, workers, Math.max(1, Math.floor(threads / workers)));
+      : await measureInWorkers(modelDir, quantized.dir, paths, lengths, workers, Math.max(1, Math.floor(threads / workers)));
   const normalizer = await EnglishTextNormalizer.load(modelDir);
   const hypotheses = new Map(shards.flatMap((s) => s.texts));
   const execution =
@@ -277,22 +326,40 @@ async function measure(modelDir: string, recipe: string, split: string, root: st
     decoderMsPerToken: shards.reduce((a, s) => a + s.decodeMs, 0) / tokens,
     rtfx: audio / (Math.max(...shards.map((s) => s.wallMs)) / 1000), // the shards ran at the same time
     peakRssMB: shards.reduce((a, s) => a + s.peakRssMB, 0), // all workers together
-    wer: corpusWer(
-      normalizer,
-      utterances.map((u, i) => [u.transcript, hypotheses.get(i)!]),
-    ),
+    wer: lengths
+      ? null
+      : corpusWer(
+          normalizer,
+          utterances.map((u, i) => [u.transcript, hypotheses.get(i)!]),
+        ),
     utterances: utterances.length,
     tokens,
   };
+}
+
+const werText = (wer: number | null) => (wer === null ? "-" : wer.toFixed(2));
+
+async function hasRandomWeights(modelDir: string): Promise<boolean> {
+  return Boolean((await readJson<{ synthetic?: unknown }>(join(modelDir, "config.json"))).synthetic);
+}
+
+/** A CTranslate2 copy of a random-weight model for faster-whisper, made once beside it by the peers' Python. */
+async function convertForFasterWhisper(python: string, modelDir: string): Promise<string> {
+  const out = `${resolve(modelDir)}-ct2`;
+  if (!existsSync(join(out, "model.bin"))) {
+    process.stderr.write(`converting ${modelDir} for faster-whisper into ${out}\n`);
+    await execFileAsync(python, [join(repoRoot(), "tools", "bench-peers", "peers.py"), "--convert", modelDir, out], { maxBuffer: 1 << 26 });
+  }
+  return out;
 }
 
 async function benchModel(): Promise<string> {
   if (process.env.BENCH_MODEL) return process.env.BENCH_MODEL;
   const small = join(dataDir(), "models", "whisper-small");
   if (existsSync(join(small, "model.safetensors"))) return small;
-  const random = join(dataDir(), "bench", "tiny-dims-model");
+  const random = join(dataDir(), "bench", "small-dims-model"); // what `ptq synth --d-model 768 --layers 12 --heads 12` writes
   if (!existsSync(join(random, "model.safetensors")))
-    await writeSyntheticWhisper(random, { dModel: 384, heads: 6, layers: 4, ffnDim: 1536, assetsDir: BUNDLED_ASSETS });
+    await writeSyntheticWhisper(random, { dModel: 768, heads: 12, layers: 12, ffnDim: 3072, assetsDir: BUNDLED_ASSETS });
   return random;
 }
 
@@ -303,8 +370,8 @@ async function main(): Promise<void> {
   const root = process.env.LIBRISPEECH_DIR || defaultLibriSpeechDir();
   const workers = Number(process.env.WORKERS || 1);
   if (flag === "--worker") {
-    const [modelDir, onnxDir, workerThreads, shard] = rest as [string, string, string, string];
-    await runWorker(modelDir, onnxDir, JSON.parse(shard) as Array<[number, string]>, Number(workerThreads));
+    const [modelDir, onnxDir, workerThreads, shard, lengths] = rest as [string, string, string, string, string];
+    await runWorker(modelDir, onnxDir, JSON.parse(shard) as Array<[number, string]>, JSON.parse(lengths) as number[] | null, Number(workerThreads));
     return;
   }
   if (flag === "--child") {
@@ -326,36 +393,43 @@ async function main(): Promise<void> {
     });
     rows.push(JSON.parse(out.trim().split("\n").at(-1)!) as RecipeBench);
     const r = rows.at(-1)!;
-    process.stderr.write(`${recipe}: RTFx ${r.rtfx.toFixed(2)}, WER ${r.wer.toFixed(2)} %\n`);
+    process.stderr.write(`${recipe}: RTFx ${r.rtfx.toFixed(2)}, WER ${werText(r.wer)} %\n`);
   }
   const fp32 = rows.find((r) => r.recipe === "fp32");
-  console.log(`model ${modelDir}; ${rows[0]?.utterances ?? 0} utterances of train-clean-5; ${threads} threads in ${workers} process(es)`);
+  const utterances = evaluationPart(await buildManifest(root, "train-clean-5"), { limit });
+  const lengths = await forcedLengths(
+    modelDir,
+    utterances.map((u) => u.transcript),
+  );
+  const decoding = lengths ? `teacher-forced length, ${(await hasRandomWeights(modelDir)) ? "random weights" : "real weights"}` : "free greedy decoding";
+  console.log(`model ${modelDir} (${decoding}); ${utterances.length} utterances of train-clean-5; ${threads} threads in ${workers} process(es)`);
   console.log("| recipe | execution | processes x threads | quantize s | load s | encoder ms/window | decoder ms/token | RTFx | x fp32 | peak MB | WER % |");
   console.log("|---|---|---|---|---|---|---|---|---|---|---|");
   for (const r of rows) {
     console.log(
-      `| ${r.recipe} | ${r.execution} | ${r.layout} | ${r.quantizeSeconds.toFixed(1)} | ${r.loadSeconds.toFixed(2)} | ${r.encoderMsPerWindow.toFixed(0)} | ${r.decoderMsPerToken.toFixed(1)} | ${r.rtfx.toFixed(2)} | ${fp32 ? (r.rtfx / fp32.rtfx).toFixed(2) : "-"} | ${r.peakRssMB.toFixed(0)} | ${r.wer.toFixed(2)} |`,
+      `| ${r.recipe} | ${r.execution} | ${r.layout} | ${r.quantizeSeconds.toFixed(1)} | ${r.loadSeconds.toFixed(2)} | ${r.encoderMsPerWindow.toFixed(0)} | ${r.decoderMsPerToken.toFixed(1)} | ${r.rtfx.toFixed(2)} | ${fp32 ? (r.rtfx / fp32.rtfx).toFixed(2) : "-"} | ${r.peakRssMB.toFixed(0)} | ${werText(r.wer)} |`,
     );
   }
   let peers: PeerResult[] = [];
   if (process.env.PEERS_PYTHON) {
-    const utterances = evaluationPart(await buildManifest(root, "train-clean-5"), { limit });
+    const ct2 = process.env.PEERS_CT2 || ((await hasRandomWeights(modelDir)) ? await convertForFasterWhisper(process.env.PEERS_PYTHON, modelDir) : "-");
     peers = await runPeers(
       process.env.PEERS_PYTHON,
       modelDir,
-      process.env.PEERS_CT2 ?? "-",
+      ct2,
       threads,
       workers,
       utterances.map((u) => u.path),
       utterances.map((u) => u.transcript),
+      lengths,
     );
-    console.log("\n| peer | processes x threads | RTFx | WER % |\n|---|---|---|---|");
-    for (const p of peers) console.log(`| ${p.system} | ${p.layout} | ${p.rtfx.toFixed(2)} | ${p.wer.toFixed(2)} |`);
+    console.log(`\n| peer (${decoding}) | processes x threads | RTFx | tokens | WER % |\n|---|---|---|---|---|`);
+    for (const p of peers) console.log(`| ${p.system} | ${p.layout} | ${p.rtfx.toFixed(2)} | ${p.tokens} | ${werText(p.wer)} |`);
     console.log(`\n| recipe | ${peers.map((p) => `RTFx / ${p.system}`).join(" | ")} |\n|---|${peers.map(() => "---").join("|")}|`);
     for (const r of rows) console.log(`| ${r.recipe} | ${peers.map((p) => (r.rtfx / p.rtfx).toFixed(2)).join(" | ")} |`);
   }
   const file = join(dataDir(), "bench", `recipes-${new Date().toISOString().replace(/[:.]/g, "-")}.json`);
-  await writeJsonAtomic(file, { model: modelDir, threads, workers, limit, rows, peers });
+  await writeJsonAtomic(file, { model: modelDir, decoding, lengths, threads, workers, limit, rows, peers });
   console.log(`written: ${file}`);
 }
 

@@ -69,6 +69,27 @@ describe("greedy decoding", () => {
     assert.ok(uncachedStepper.calls.every((c) => c.cached === 0));
   });
 
+  it("min and max new tokens both N: exactly N tokens, <|endoftext|> passed over until then (a fixed-length benchmark)", async () => {
+    // wants EOT from the second step on; the runner-up is 7
+    const stepper = scripted((seq) => (seq.length === 2 ? [5] : [EOT, 7]));
+    const free = await greedyDecode(stepper, settings());
+    assert.deepEqual(free.tokens, [5]);
+    const forced = await greedyDecode(
+      scripted((seq) => (seq.length === 2 ? [5] : [EOT, 7])),
+      settings(),
+      { minNewTokens: 4, maxNewTokens: 4 },
+    );
+    assert.deepEqual(forced.tokens, [5, 7, 7, 7]);
+    assert.equal(forced.finished, false);
+    const longer = await greedyDecode(
+      scripted((seq) => (seq.length === 2 ? [5] : [EOT, 7])),
+      settings(),
+      { minNewTokens: 2 },
+    );
+    assert.deepEqual(longer.tokens, [5, 7], "after N tokens <|endoftext|> may end it again");
+    assert.equal(longer.finished, true);
+  });
+
   it("stops at max_length tokens in all, prompt included", async () => {
     const result = await greedyDecode(
       scripted(() => [9]),

@@ -112,6 +112,43 @@ describe("each quantized linear layer in onnxruntime", () => {
     });
   }
 
+  it("expanded at load: the weights the native kernel uses, bit for bit, and the library's dequantized values", async () => {
+    const k = w.cols;
+    const identity = new Float32Array(k * k);
+    for (let i = 0; i < k; i++) identity[i * k + i] = 1; // x = I: each output is 1 * w + exact zeros, so y = W^T exactly
+    const expanding = RECIPES.filter((r) => r.expandByDefault);
+    assert.deepEqual(
+      expanding.map((r) => r.id),
+      ["quanto/w8", "bnb/nf4", "bnb/fp4", "bnb/nf4-dq", "bnb/fp4-dq"],
+    );
+    for (const recipe of expanding) {
+      const q = recipe.quantize!(w, {});
+      const dq = recipe.doubleQuant ? doubleQuantizeAbsmax(q.scales) : undefined;
+      const native = await runLayer(
+        (g) =>
+          recipe.execution({}) === "MatMulNBits"
+            ? emitMatMulNBits(g, "x", "y", "layer", q, w.rows, k)
+            : emitMatMulBnb4(g, "x", "y", "layer", q, packBnb4(q.codes), recipe.id.includes("fp4") ? "fp4" : "nf4", w.rows, k, dq),
+        identity,
+        k,
+        k,
+        w.rows,
+      );
+      const expanded = await runLayer(
+        (g) => emitDequantized(g, "x", "y", "layer", q, w.rows, k, { doubleQuant: recipe.doubleQuant ?? false }),
+        identity,
+        k,
+        k,
+        w.rows,
+      );
+      const library = dequantize(dq ? { ...q, scales: dequantizeAbsmax(dq) } : q); // [N, K]
+      const libraryT = new Float32Array(k * w.rows);
+      for (let o = 0; o < w.rows; o++) for (let i = 0; i < k; i++) libraryT[i * w.rows + o] = library[o * k + i]!;
+      assert.deepEqual(expanded, native, `${recipe.id}: expanded and native weights differ`);
+      assert.deepEqual(expanded, libraryT, `${recipe.id}: expanded weights are not the library's dequantized values`);
+    }
+  });
+
   it("accuracy_level 4 (int8 activations) is close to the library's numerics but not them; level 0 is them", async () => {
     for (const id of ["quanto/w8", "hqq/4"]) {
       const q = findRecipe(id).quantize!(w, {});
@@ -293,6 +330,42 @@ describe("quantized models", () => {
     assert.deepEqual(tokens.slice(2), tokens.slice(0, 2));
   });
 
+  it("quanto/w8 and the MatMulBnb4 recipes expand the decoder's per-token layers at load by default; --expand chooses", async () => {
+    const executions = async (id: string, options: Record<string, unknown>) => {
+      const { manifest } = await quantizeModel(fp32Dir, id, options, join(await tempDir(), "expand"));
+      const of = (re: RegExp) => [...new Set(manifest.parameters.filter((p) => re.test(p.name) && p.format !== "fp32").map((p) => p.execution))];
+      return {
+        encoder: of(/^model\.encoder\./),
+        perToken: of(/^model\.decoder\.layers\.\d+\.(self_attn|fc|encoder_attn\.(q|out)_proj)/),
+        crossKeysValues: of(/\.encoder_attn\.(k|v)_proj\.weight$/),
+        dequantizedAtLoad: manifest.dequantizedAtLoad,
+      };
+    };
+    for (const [id, native] of [
+      ["quanto/w8", "MatMulNBits"],
+      ["bnb/nf4", "MatMulBnb4"],
+    ] as const) {
+      assert.deepEqual(await executions(id, {}), {
+        encoder: [native],
+        perToken: ["dequantized at load"],
+        crossKeysValues: [native],
+        dequantizedAtLoad: true,
+      });
+      assert.deepEqual(await executions(id, { expand: "none" }), {
+        encoder: [native],
+        perToken: [native],
+        crossKeysValues: [native],
+        dequantizedAtLoad: false,
+      });
+      const all = await executions(id, { expand: "all" });
+      assert.deepEqual([all.encoder, all.perToken, all.crossKeysValues], [["dequantized at load"], ["dequantized at load"], ["dequantized at load"]]);
+    }
+    const int8 = await executions("quanto/w8", { accuracyLevel: 4 });
+    assert.deepEqual([int8.encoder, int8.perToken, int8.dequantizedAtLoad], [["MatMulNBits"], ["MatMulNBits"], false], "int8 activations stay on MatMulNBits");
+    const hqq = await executions("hqq/4", {});
+    assert.deepEqual([hqq.perToken, hqq.dequantizedAtLoad], [["MatMulNBits"], false], "fast native kernels are not expanded");
+  });
+
   it("--include and --exclude select layers by parameter name", async () => {
     const out = join(await tempDir(), "partial");
     const { manifest } = await quantizeModel(fp32Dir, "quanto/w8", { include: ["model.decoder.*"], exclude: ["*.fc2"] }, out);
@@ -312,6 +385,8 @@ describe("quantized models", () => {
       ["quanto/w4", { groupSize: 64 }, /takes no --group-size/],
       ["bnb/nf4", { accuracyLevel: 4 }, /does not run on MatMulNBits: --accuracy-level does not apply/],
       ["quanto/w8", { accuracyLevel: 2 }, /--accuracy-level must be 0 or 4, got 2/],
+      ["bnb/llm-int8", { expand: "decoder" }, /runs on MatMulInteger: --expand applies to weight-only recipes/],
+      ["quanto/w8", { expand: "all", accuracyLevel: 4 }, /--expand with --accuracy-level 4 mixes int8 and fp32 activations/],
       ["hqq/9", {}, /unknown recipe 'hqq\/9'/],
       ["pytorch/static-int8", {}, /static recipe: its activation scales come from calibration data, and none was given/],
       ["fp32", {}, /nothing to quantize/],

@@ -73,6 +73,8 @@ export interface GreedyOptions {
   useCache?: boolean;
   /** Stop after this many generated tokens (tests); default: until max_length. */
   maxNewTokens?: number;
+  /** <|endoftext|> suppressed until this many tokens are generated, as generate(min_new_tokens) does (benchmarks of a fixed length). */
+  minNewTokens?: number;
 }
 
 export interface GreedyResult {
@@ -142,9 +144,15 @@ export async function greedyDecode<State>(stepper: DecoderStepper<State>, settin
   let finished = false;
   const suppressAlways = new Set(settings.suppressTokens);
   const suppressFirst = new Set([...settings.suppressTokens, ...settings.beginSuppressTokens]);
+  const minLength = prompt.length + (options.minNewTokens ?? 0);
+  const withEos = (s: ReadonlySet<number>) => new Set([...s, settings.eosTokenId]);
+  const [suppressAlwaysEarly, suppressFirstEarly] = [withEos(suppressAlways), withEos(suppressFirst)];
   while (sequence.length < limit) {
     const out = await stepper.step(useCache ? pending : sequence, useCache ? state : null);
-    const next = argmaxLastRow(out.logits, stepper.vocabSize, sequence.length === prompt.length ? suppressFirst : suppressAlways);
+    const early = sequence.length < minLength;
+    const first = sequence.length === prompt.length;
+    const masked = early ? (first ? suppressFirstEarly : suppressAlwaysEarly) : first ? suppressFirst : suppressAlways;
+    const next = argmaxLastRow(out.logits, stepper.vocabSize, masked);
     sequence.push(next);
     if (next === settings.eosTokenId) {
       finished = true;

@@ -18,7 +18,7 @@ import { buildManifest, defaultLibriSpeechDir, fetchLibriSpeech } from "../hub/l
 import { buildOnnxModel, ensureOnnxModel } from "../model/build.js";
 import { importCt2Model } from "../model/import-ct2.js";
 import { BUNDLED_ASSETS, writeSyntheticWhisper } from "../model/synthetic.js";
-import { findRecipe, RECIPES, type RecipeOptions } from "../recipes/catalog.js";
+import { findRecipe, RECIPES, type Expansion, type RecipeOptions } from "../recipes/catalog.js";
 import { ensureQuantizedModel, quantizeModel, quantizeWithCalibration, type CalibrationRun } from "../recipes/quantize-model.js";
 import { KitError } from "../util/errors.js";
 import { dataDir } from "../util/fs.js";
@@ -106,6 +106,7 @@ function recipeOptions(o: Record<string, unknown>): RecipeOptions {
   if (o.groupSize !== undefined) options.groupSize = o.groupSize as number;
   if (o.accuracyLevel !== undefined) options.accuracyLevel = Number(o.accuracyLevel) as 0 | 4;
   if (o.axis !== undefined) options.axis = Number(o.axis) as 0 | 1;
+  if (o.expand !== undefined) options.expand = o.expand as Expansion;
   if (o.granularity !== undefined) options.granularity = o.granularity as "per_tensor" | "per_channel";
   if (o.include) options.include = o.include as string[];
   if (o.exclude) options.exclude = o.exclude as string[];
@@ -270,6 +271,12 @@ const LAYER_SELECTION: OptionSpec[] = [
     description: "MatMulNBits recipes: 4 quantizes activations to int8 (faster, not the library's numerics)",
     parse: oneOf("0", "4"),
   },
+  {
+    flags: "--expand <none|decoder|all>",
+    description:
+      "weight-only recipes on MatMulNBits/MatMulBnb4: layers expanded to fp32 at load, same values (decoder: those run per token; default: the recipe's, see ptq recipes)",
+    parse: oneOf("none", "decoder", "all"),
+  },
   { flags: "--include <globs>", description: "comma-separated globs of layers to quantize (e.g. model.decoder.*)", parse: list },
   { flags: "--exclude <globs>", description: "comma-separated globs of layers to leave in fp32", parse: list },
 ];
@@ -410,7 +417,7 @@ export const COMMANDS: CommandSpec[] = [
         r.scheme,
         r.granularity,
         r.bits,
-        r.execution({}),
+        r.expandByDefault ? `${r.execution({})}; ${r.expandByDefault} expanded at load` : r.execution({}),
         r.quantizesProjOut ? "yes" : "no",
         r.quantize || r.id === "fp32" ? (r.notInBrowser ? "no" : "yes") : "-",
         r.quantize || r.id === "fp32" ? "yes" : `no: ${r.missing}`,
@@ -421,6 +428,9 @@ export const COMMANDS: CommandSpec[] = [
       const refused = RECIPES.filter((r) => r.notInBrowser);
       console.log(`\nbrowser: whether \`ptq export --format transformers.js\` writes it; the others, and why:`);
       for (const r of refused) console.log(`  ${r.id}: ${r.notInBrowser}`);
+      console.log(
+        "\nexpanded at load: where the native kernel is slow for the decoder's single rows, those layers are expanded to fp32 when the session loads (the library's values exactly; fp32 bytes in memory for them); --expand none keeps them native",
+      );
     },
   },
   {

@@ -31,7 +31,17 @@ export interface RecipeOptions {
    * and no longer the library's computation (every table says so).
    */
   accuracyLevel?: 0 | 4;
+  /**
+   * Weight-only recipes on a native kernel: which layers onnxruntime expands to fp32 when the
+   * session loads, with the library's dequantized values exactly (fp32 GEMM speed, fp32 bytes in
+   * memory for those layers). "decoder": the layers run once per token (all of the decoder's but the
+   * cross-attention keys and values, computed once per utterance); "all"; "none". Default: the
+   * recipe's `expandByDefault`, else none.
+   */
+  expand?: Expansion;
 }
+
+export type Expansion = "none" | "decoder" | "all";
 
 export interface Recipe {
   id: string;
@@ -57,6 +67,8 @@ export interface Recipe {
   observer?: "histogram";
   /** Why a listed recipe cannot run yet (it needs calibration or numerics this kit does not have yet). */
   missing?: string;
+  /** Where the native kernel is slow for the decoder's single rows, the expansion that is fastest (measured; see `expand`). */
+  expandByDefault?: Exclude<Expansion, "none">;
   /** Why its graph cannot run in a browser (onnxruntime-web's build for transformers.js), if it cannot; tests check it against the export. */
   notInBrowser?: string;
   notes: string;
@@ -109,6 +121,8 @@ export const RECIPES: Recipe[] = [
     granularity: "per-channel",
     bits: id === "w8" ? "8" : "8 (float8 e4m3fn)",
     execution: () => (id === "w8" ? "MatMulNBits" : "dequantized at load"),
+    // onnxruntime 1.30 has no fast 8-bit MatMulNBits for one row at fp32 compute: 0.22x fp32 per token (make bench)
+    ...(id === "w8" ? { expandByDefault: "decoder" as const } : {}),
     quantizesProjOut: true,
     quantize: (w) => quantizeQuantoSymmetric(w, id === "w8" ? "int8" : "float8"),
     notes: id === "w8" ? "symmetric, absmax / 127 per output channel" : "absmax / 448 per output channel; onnxruntime has no float8 GEMM on CPU",
@@ -160,6 +174,7 @@ export const RECIPES: Recipe[] = [
     granularity: "blocks of 64 (flattened weight)",
     bits: "4",
     execution: () => "MatMulBnb4",
+    expandByDefault: "decoder", // MatMulBnb4 for one row: 0.84x fp32 per utterance on tiny.en (make bench)
     quantizesProjOut: false,
     quantize: (w) => quantizeBnb4(w, qt),
     notes: "absmax per block, nearest code; transformers leaves the tied output projection in float",
@@ -171,6 +186,7 @@ export const RECIPES: Recipe[] = [
     granularity: "blocks of 64; absmax double-quantized (8-bit, blocks of 256)",
     bits: "4",
     execution: () => "MatMulBnb4",
+    expandByDefault: "decoder", // MatMulBnb4 for one row: 0.84x fp32 per utterance on tiny.en (make bench)
     quantizesProjOut: false,
     quantize: (w) => quantizeBnb4(w, qt),
     doubleQuant: true,

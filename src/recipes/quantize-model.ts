@@ -15,7 +15,7 @@ import { KitError } from "../util/errors.js";
 import { exists, readJson, withAtomicDir, writeJsonAtomic } from "../util/fs.js";
 import { progress } from "../util/progress.js";
 import type { ActivationQuant } from "../quant/activations.js";
-import { findRecipe, type Execution, type Recipe, type RecipeOptions } from "./catalog.js";
+import { findRecipe, type Execution, type Expansion, type Recipe, type RecipeOptions } from "./catalog.js";
 import { quantizeWeights, WeightQuantizeError } from "./weight-pool.js";
 import { emitDequantized, emitLlmInt8, emitMatMulBnb4, emitMatMulNBits, emitTorchDynamic, fitsMatMulNBits } from "./emit.js";
 import {
@@ -48,7 +48,32 @@ export function selects(recipe: Recipe, options: RecipeOptions, layer: string): 
   return true;
 }
 
+/** The expansion in force: RecipeOptions.expand, else the recipe's default (none at --accuracy-level 4 and for recipes that cannot expand). */
+export function expansionOf(recipe: Recipe, options: RecipeOptions): Expansion {
+  if (options.expand) return options.expand;
+  return options.accuracyLevel === 4 ? "none" : (recipe.expandByDefault ?? "none"); // int8 activations are the fast path there
+}
+
+/** Whether a layer of this graph runs in fp32 weights expanded at load under this expansion. */
+function expands(expansion: Expansion, graph: "encoder" | "decoder", layer: string): boolean {
+  if (expansion === "all") return true;
+  return expansion === "decoder" && graph === "decoder" && !/\.encoder_attn\.(k|v)_proj$/.test(layer);
+}
+
 function checkOptions(recipe: Recipe, options: RecipeOptions): void {
+  if (options.expand !== undefined && options.expand !== "none") {
+    const execution = recipe.execution(options);
+    if (recipe.scheme !== "weight-only" || (execution !== "MatMulNBits" && execution !== "MatMulBnb4"))
+      throw new KitError(`${recipe.id} runs on ${execution}: --expand applies to weight-only recipes on MatMulNBits or MatMulBnb4`, {
+        field: "--expand",
+        fix: "drop --expand (expanding an activation-quantizing recipe's weights would change its numerics)",
+      });
+    if (options.accuracyLevel === 4)
+      throw new KitError("--expand with --accuracy-level 4 mixes int8 and fp32 activations", {
+        field: "--expand",
+        fix: "choose one: --accuracy-level 4 (int8 activations) or --expand (the library's fp32 numerics)",
+      });
+  }
   if (options.bits !== undefined) {
     const allowed = recipe.library === "hqq" ? [8, 4, 3, 2, 1] : [Number(recipe.bits)];
     if (!allowed.includes(options.bits)) {
@@ -140,6 +165,7 @@ export async function quantizeModel(
     });
   }
   const execution = recipe.execution(options);
+  const expansion = recipe.scheme === "weight-only" ? expansionOf(recipe, options) : "none";
 
   return withAtomicDir(outDir, async (tmp) => {
     const records = new Map(base.parameters.map((p) => [p.name, { ...p }]));
@@ -165,7 +191,8 @@ export async function quantizeModel(
         ({ bytes, execution: path } = emitQuantoStatic(g, x, out, layer, q, n, k, activations, params.inputScale));
       } else {
         if (activations) x = calibrationInput(g, x, layer, activations); // calibration form: weight-only numerics behind a fake-quantized input
-        const weightPath: Execution = activations ? "dequantized at load" : execution; // calibration runs float GEMMs: fast, same values up to summation order
+        const expanded = expands(expansion, g.name.includes("encoder") ? "encoder" : "decoder", layer);
+        const weightPath: Execution = activations || expanded ? "dequantized at load" : execution; // calibration runs float GEMMs: fast, same values up to summation order
         path = weightPath === "MatMulNBits" && !fitsMatMulNBits(q, k) ? "dequantized at load" : weightPath;
         if (path === "MatMulNBits") bytes = emitMatMulNBits(g, x, out, layer, q, n, k, options.accuracyLevel ?? 0);
         else if (path === "MatMulBnb4")
@@ -337,7 +364,14 @@ export async function ensureQuantizedModel(
   const fp32 = await ensureOnnxModel(modelDir);
   if (recipeId === "fp32") return fp32;
   const recipe = findRecipe(recipeId);
-  const key = { recipeId, options, graphs: QUANTIZED_GRAPH_VERSION, ...(recipe.scheme === "static" ? { calibration: calibration?.source } : {}) };
+  const expansion = expansionOf(recipe, options);
+  const key = {
+    recipeId,
+    options,
+    graphs: QUANTIZED_GRAPH_VERSION,
+    ...(expansion !== "none" ? { expansion } : {}), // graphs made before expansion existed keep their folder
+    ...(recipe.scheme === "static" ? { calibration: calibration?.source } : {}),
+  };
   const tag = createHash("sha256").update(JSON.stringify(key)).digest("hex").slice(0, 12);
   const dir = join(fp32.dir, "..", `${recipeId.replace("/", "-")}-${tag}`);
   if (await exists(join(dir, MANIFEST_FILE))) return { dir, manifest: await readJson<ModelManifest>(join(dir, MANIFEST_FILE)) };
