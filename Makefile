@@ -138,11 +138,13 @@ bench-foundation: build
 	THREADS=$(or $(THREADS),0) $(NODE) build/bench/foundation.js
 
 # Speed, memory and WER per recipe, each recipe in its own process (issue 7; not part of make test).
-# BENCH_MODEL (default: data/models/whisper-small if imported, else random weights of tiny's size),
-# RECIPES, LIMIT (utterances of train-clean-5, default 20), THREADS (default 2), WORKERS (processes
-# sharing THREADS, default 1); PEERS_PYTHON (a Python with torch, transformers, faster-whisper,
-# soundfile: tools/bench-peers/) and PEERS_CT2 (a CTranslate2 model folder) add the peers on the
-# same utterances, with ratios.
+# BENCH_MODEL (default: data/models/whisper-small if imported, else random weights of small's
+# dimensions, decoded at teacher-forced length: each utterance for as many tokens as its reference),
+# RECIPES (a@expand=none, b@accuracy-level=4), LIMIT (utterances of train-clean-5, default 20),
+# THREADS (default 2), WORKERS (processes sharing THREADS, default 1), LENGTHS (reference or free);
+# PEERS_PYTHON (a Python with torch, transformers, faster-whisper, soundfile: tools/bench-peers/)
+# and PEERS_CT2 (a CTranslate2 model folder; made from a random-weight model when absent) add the
+# peers on the same utterances at the same lengths, with ratios.
 # `make peers-env` makes that Python from PyPI in data/bench/peers-venv; the bench then uses it.
 PEERS_VENV := data/bench/peers-venv
 bench: build

@@ -4,7 +4,7 @@
  *   node build/bench/profile.js kernels                      MatMulNBits vs fp32 MatMul on one layer
  *   node build/bench/profile.js ops <model dir> <recipe>     onnxruntime's time per operator and node
  *   node build/bench/profile.js memory <model dir> <recipe[@expand=decoder]> [--no-prepack] [--arena] [--config key=value]... [--steps N]
- *   node build/bench/profile.js quantize-times <model dir>   each weight-only recipe's time to quantize
+ *   node build/bench/profile.js quantize-times <model dir> [recipes]   each weight-only recipe's time to quantize
  *
  * Weights of the kernel table are arbitrary (timings do not depend on values); `ops` and `memory`
  * feed a constant log-mel and a fixed token sequence, so they time the graphs, not a transcript.
@@ -187,10 +187,10 @@ async function sessionMemory(modelDir: string, recipe: string, runtime: RuntimeO
   );
 }
 
-async function quantizeTimes(modelDir: string): Promise<void> {
+async function quantizeTimes(modelDir: string, only?: string[]): Promise<void> {
   let total = 0;
   console.log("| recipe | quantize s | running total s |\n|---|---|---|");
-  for (const recipe of RECIPES.filter((r) => r.quantize && r.scheme !== "static")) {
+  for (const recipe of RECIPES.filter((r) => r.quantize && r.scheme !== "static" && (!only || only.includes(r.id)))) {
     const { manifest } = await ensureQuantizedModel(modelDir, recipe.id);
     total += manifest.quantizeSeconds ?? 0;
     console.log(`| ${recipe.id} | ${(manifest.quantizeSeconds ?? 0).toFixed(1)} | ${total.toFixed(1)} |`);
@@ -199,7 +199,7 @@ async function quantizeTimes(modelDir: string): Promise<void> {
 
 const [command, ...args] = process.argv.slice(2);
 const usage =
-  "usage: node build/bench/profile.js kernels | ops <model dir> <recipe> | memory <model dir> <recipe[@expand=decoder]> [--no-prepack] [--arena] [--config key=value]... [--steps N] | quantize-times <model dir>";
+  "usage: node build/bench/profile.js kernels | ops <model dir> <recipe> | memory <model dir> <recipe[@expand=decoder]> [--no-prepack] [--arena] [--config key=value]... [--steps N] | quantize-times <model dir> [recipe,recipe,...]";
 if (command === "kernels") await kernels();
 else if (command === "ops" && args.length === 2) await ops(args[0]!, args[1]!);
 else if (command === "memory" && args.length >= 2) {
@@ -215,5 +215,5 @@ else if (command === "memory" && args.length >= 2) {
     },
     steps,
   );
-} else if (command === "quantize-times" && args.length === 1) await quantizeTimes(args[0]!);
+} else if (command === "quantize-times" && args.length >= 1) await quantizeTimes(args[0]!, args[1]?.split(","));
 else throw new Error(usage);

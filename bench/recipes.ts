@@ -47,6 +47,7 @@ import { findRecipe } from "../src/recipes/catalog.js";
 import { parseRecipeEntry } from "./recipe-entry.js";
 import { ensureQuantizedModel } from "../src/recipes/quantize-model.js";
 import { dataDir, readJson, repoRoot, writeFileAtomic, writeJsonAtomic } from "../src/util/fs.js";
+import { collectGarbage, evaluationEnv } from "../src/util/memory.js";
 
 const execFileAsync = promisify(execFile);
 
@@ -204,7 +205,8 @@ async function measureShard(
   const transcriber = await Transcriber.load(modelDir, { onnxDir, threads });
   const loadSeconds = (performance.now() - t) / 1000;
   const audios = await Promise.all(paths.map(async ([, path]) => (await loadAudio(path)).subarray(0, WINDOW_SAMPLES)));
-  await transcriber.transcribe(audios[0]!); // warm-up, not counted
+  const first = lengths?.[paths[0]![0]];
+  await transcriber.transcribe(audios[0]!, first === undefined ? {} : { minNewTokens: first, maxNewTokens: first }); // warm-up, not counted
   const mel0 = logMelSpectrogram(audios[0]!, transcriber.config.numMelBins);
   const encoderMs: number[] = [];
   for (let i = 0; i < 3; i++) {
@@ -220,6 +222,7 @@ async function measureShard(
   const wallStart = performance.now();
   for (let i = 0; i < paths.length; i++) {
     const samples = audios[i]!;
+    collectGarbage(); // as the evaluation does between utterances
     const encoded = await transcriber.model.encode(logMelSpectrogram(samples, transcriber.config.numMelBins));
     const decodeStart = performance.now();
     const n = lengths?.[paths[i]![0]];
@@ -263,6 +266,7 @@ async function measureInWorkers(
     const args = ["--worker", modelDir, onnxDir, String(threads), JSON.stringify(shard), JSON.stringify(lengths)];
     const child = spawn(process.execPath, [fileURLToPath(import.meta.url), ...args], {
       stdio: ["pipe", "pipe", "inherit"],
+      env: evaluationEnv(),
     });
     let out = "";
     const ready = new Promise<void>((resolve) =>
@@ -283,19 +287,30 @@ async function measureInWorkers(
   return Promise.all(children.map((c) => c.done));
 }
 
-/** One recipe, measured from this process (the parent runs each recipe in a fresh child). */
-async function measure(modelDir: string, recipe: string, split: string, root: string, limit: number, threads: number, workers: number): Promise<RecipeBench> {
+/** The recipe's graphs, quantized (and calibrated) if not cached: in a process of its own, so that the measuring one holds none of it. */
+async function prepare(modelDir: string, recipe: string, split: string, root: string, threads: number) {
   const manifest = await buildManifest(root, split);
-  const utterances = evaluationPart(manifest, { limit });
   const { id, options } = parseRecipeEntry(recipe);
   const calibration =
     findRecipe(id).scheme === "static" ? splitCalibration(modelDir, split, manifest, { threads }, Number(process.env.CALIBRATION_LIMIT || 20)) : undefined;
-  const quantized = await ensureQuantizedModel(modelDir, id, options, calibration);
+  return ensureQuantizedModel(modelDir, id, options, calibration);
+}
+
+/** One recipe, measured from this process (the parent runs each recipe in a fresh child, after preparing it in another). */
+async function measure(
+  modelDir: string,
+  recipe: string,
+  split: string,
+  root: string,
+  limit: number,
+  threads: number,
+  workers: number,
+  lengths: number[] | null,
+): Promise<RecipeBench> {
+  const utterances = evaluationPart(await buildManifest(root, split), { limit });
+  const { options } = parseRecipeEntry(recipe);
+  const quantized = await prepare(modelDir, recipe, split, root, threads); // cached by now
   const paths = utterances.map((u) => u.path);
-  const lengths = await forcedLengths(
-    modelDir,
-    utterances.map((u) => u.transcript),
-  );
   const shards =
     workers === 1
       ? [
@@ -374,20 +389,35 @@ async function main(): Promise<void> {
     await runWorker(modelDir, onnxDir, JSON.parse(shard) as Array<[number, string]>, JSON.parse(lengths) as number[] | null, Number(workerThreads));
     return;
   }
-  if (flag === "--child") {
+  if (flag === "--prepare") {
     const [modelDir, recipe] = rest as [string, string];
-    console.log(JSON.stringify(await measure(modelDir, recipe, "train-clean-5", root, limit, threads, workers)));
+    await prepare(modelDir, recipe, "train-clean-5", root, threads);
+    return;
+  }
+  if (flag === "--child") {
+    const [modelDir, recipe, lengths] = rest as [string, string, string];
+    console.log(JSON.stringify(await measure(modelDir, recipe, "train-clean-5", root, limit, threads, workers, JSON.parse(lengths) as number[] | null)));
     return;
   }
   if (!Number.isInteger(workers) || workers < 1 || workers > threads)
     throw new Error(`WORKERS=${process.env.WORKERS}: give a whole number from 1 to THREADS (${threads})`);
   const modelDir = await benchModel();
   const recipes = (process.env.RECIPES || "fp32,pytorch/dynamic-int8,quanto/w8,quanto/w8a8,quanto/w4,hqq/4,bnb/nf4,bnb/llm-int8").split(",");
+  // Lengths here, once: the measuring processes never load the tokenizer library.
+  const utterances = evaluationPart(await buildManifest(root, "train-clean-5"), { limit });
+  const lengths = await forcedLengths(
+    modelDir,
+    utterances.map((u) => u.transcript),
+  );
   const rows: RecipeBench[] = [];
   for (const recipe of recipes) {
-    const out = execFileSync(process.execPath, [fileURLToPath(import.meta.url), "--child", modelDir, recipe], {
-      encoding: "utf8",
+    execFileSync(process.execPath, [fileURLToPath(import.meta.url), "--prepare", modelDir, recipe], {
       env: process.env,
+      stdio: ["ignore", "inherit", "inherit"],
+    });
+    const out = execFileSync(process.execPath, [fileURLToPath(import.meta.url), "--child", modelDir, recipe, JSON.stringify(lengths)], {
+      encoding: "utf8",
+      env: evaluationEnv(), // as the kit's evaluating processes run
       maxBuffer: 1 << 26,
       stdio: ["ignore", "pipe", "inherit"],
     });
@@ -396,11 +426,6 @@ async function main(): Promise<void> {
     process.stderr.write(`${recipe}: RTFx ${r.rtfx.toFixed(2)}, WER ${werText(r.wer)} %\n`);
   }
   const fp32 = rows.find((r) => r.recipe === "fp32");
-  const utterances = evaluationPart(await buildManifest(root, "train-clean-5"), { limit });
-  const lengths = await forcedLengths(
-    modelDir,
-    utterances.map((u) => u.transcript),
-  );
   const decoding = lengths ? `teacher-forced length, ${(await hasRandomWeights(modelDir)) ? "random weights" : "real weights"}` : "free greedy decoding";
   console.log(`model ${modelDir} (${decoding}); ${utterances.length} utterances of train-clean-5; ${threads} threads in ${workers} process(es)`);
   console.log("| recipe | execution | processes x threads | quantize s | load s | encoder ms/window | decoder ms/token | RTFx | x fp32 | peak MB | WER % |");

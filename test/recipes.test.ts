@@ -181,6 +181,24 @@ describe("each quantized linear layer in onnxruntime", () => {
     assert.ok(relErr(noOutliers, want) > 10 * err);
   });
 
+  it("bnb/llm-int8 without any outlier: the floating path is empty (no column gathered) and the int8 path alone answers", async () => {
+    const q = findRecipe("bnb/llm-int8").quantize!(w, {});
+    const calm = Float32Array.from(x, (v) => Math.max(-5, Math.min(5, v))); // below the 6.0 threshold everywhere
+    const y = await runLayer((g) => emitLlmInt8(g, "x", "y", "layer", q, w.rows, w.cols), calm, rows, w.cols, w.rows);
+    assert.ok(y.every(Number.isFinite));
+    const err = relErr(y, reference(calm, dequantize(q), rows, w.cols, w.rows));
+    assert.ok(err > 1e-5 && err < 2e-2, `relative error ${err} (int8 activations and fp16 rounding only)`);
+    const g = new GraphBuilder("layer");
+    g.input("x", DataType.FLOAT, [rows, w.cols]);
+    emitLlmInt8(g, "x", "y", "layer", q, w.rows, w.cols);
+    const consumers = g.nodes.filter((n) => n.input.includes("layer.qweight")).map((n) => n.opType);
+    assert.deepEqual(
+      consumers.sort(),
+      ["Gather", "MatMulInteger"],
+      "the int8 weight is only multiplied as int8 or gathered by row: no fp32 copy to fold at load",
+    );
+  });
+
   it("4-bit float zero points leave MatMulNBits on integer zero points (its fast kernel) and come back as a group-sum correction; 2-bit keeps them", () => {
     const w: Weight = { data: Float32Array.from({ length: 8 * 256 }, (_, i) => Math.sin(i * 0.11) + (i % 5) * 0.01), rows: 8, cols: 256 };
     for (const [id, bits, folded] of [

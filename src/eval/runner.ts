@@ -12,6 +12,7 @@ import type { SpeechRecognizer } from "../asr/transcriber.js";
 import type { Utterance } from "../hub/librispeech.js";
 import { KitError } from "../util/errors.js";
 import { repoRoot } from "../util/fs.js";
+import { collectGarbage } from "../util/memory.js";
 import { EnglishTextNormalizer } from "./normalizers.js";
 import { werInterval, type UtteranceCounts } from "./bootstrap.js";
 import { perturbFeatures, type Perturbation } from "./perturb.js";
@@ -211,6 +212,7 @@ export async function runEvaluation(request: EvalRequest): Promise<RunOutcome> {
   const worker = async () => {
     while (next < todo.length) {
       const u = todo[next++]!;
+      collectGarbage(); // the previous utterance's output buffers, before this one allocates its own
       const t0 = performance.now();
       const { audio, result } = await transcribe(u);
       const seconds = (performance.now() - t0) / 1000;

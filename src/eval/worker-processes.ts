@@ -7,6 +7,7 @@
  */
 import { spawn } from "node:child_process";
 import type { Selection } from "./splits.js";
+import { evaluationEnv } from "../util/memory.js";
 
 /** Worker `w` of `workers` inside shard `shard` (every n-th utterance from the i-th): every (n K)-th from i + n w. */
 export function workerShard(shard: Selection["shard"] | undefined, w: number, workers: number): NonNullable<Selection["shard"]> {
@@ -46,7 +47,7 @@ export async function runWorkerProcesses(
       const child = spawn(
         process.execPath,
         [cli, command, ...base, "--shard", `${mine.index + 1}/${mine.count}`, "--threads", String(threadsEach), "--worker-processes", String(workers)],
-        { stdio: ["ignore", "inherit", "inherit"] },
+        { stdio: ["ignore", "inherit", "inherit"], env: evaluationEnv() },
       );
       return new Promise<number>((resolve) => child.on("close", (code) => resolve(code ?? 1)));
     }),

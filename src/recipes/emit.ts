@@ -504,16 +504,24 @@ export function emitLlmInt8(g: GraphBuilder, x: string, out: string, name: strin
     ),
     "Int8Part",
   );
+  // The floating path touches only the outlier columns (a handful, found per call): their inputs, and
+  // the same rows of the int8 weight dequantized as bitsandbytes does. Zeroed columns added nothing
+  // to the full product, so the sums are the same; the fp32 weight is never held in memory.
+  const columns = g.op(
+    "Reshape",
+    [
+      g.op("NonZero", [g.op("Reshape", [outlierColumns, g.constant([-1])], {}, { name: `${p}/OutlierMask` })], {}, { name: `${p}/OutlierIndices` }),
+      g.constant([-1]),
+    ],
+    {},
+    { name: `${p}/OutlierList` },
+  );
+  const weightRows = g.op("Gather", [`${name}.qweight`, columns], { axis: 0 }, { name: `${p}/OutlierWeightRows` }); // [outliers, N]
   const weight = half(
     g.op(
       "Mul",
       [
-        g.op(
-          "Mul",
-          [g.op("Cast", [`${name}.qweight`], { to: DataType.FLOAT }, { name: `${p}/WeightFloat` }), `${name}.absmax`],
-          {},
-          { name: `${p}/WeightScale` },
-        ),
+        g.op("Mul", [g.op("Cast", [weightRows], { to: DataType.FLOAT }, { name: `${p}/WeightFloat` }), `${name}.absmax`], {}, { name: `${p}/WeightScale` }),
         g.scalar(7.874015718698502e-3),
       ],
       {},
@@ -522,7 +530,7 @@ export function emitLlmInt8(g: GraphBuilder, x: string, out: string, name: strin
     "Weight",
   );
   const outlierPart = half(
-    g.op("MatMul", [g.op("Mul", [x2, outlierColumns], {}, { name: `${p}/OutlierInput` }), weight], {}, { name: `${p}/OutlierMatMul` }),
+    g.op("MatMul", [g.op("Gather", [x2, columns], { axis: 1 }, { name: `${p}/OutlierInput` }), weight], {}, { name: `${p}/OutlierMatMul` }),
     "OutlierPart",
   );
   const sum = half(g.op("Add", [int8Part, outlierPart], {}, { name: `${p}/Sum` }), "Sum");

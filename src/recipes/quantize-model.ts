@@ -370,6 +370,7 @@ export async function ensureQuantizedModel(
     options,
     graphs: QUANTIZED_GRAPH_VERSION,
     ...(expansion !== "none" ? { expansion } : {}), // graphs made before expansion existed keep their folder
+    ...(recipe.graphRevision ? { revision: recipe.graphRevision } : {}),
     ...(recipe.scheme === "static" ? { calibration: calibration?.source } : {}),
   };
   const tag = createHash("sha256").update(JSON.stringify(key)).digest("hex").slice(0, 12);
