@@ -41,7 +41,7 @@ import { peakRssMB, resetPeakRss } from "../src/eval/runner.js";
 import { splitCalibration } from "../src/eval/jobs.js";
 import { evaluationPart } from "../src/eval/splits.js";
 import { addCounts, align, countsOf, emptyCounts, errorRate, words } from "../src/eval/wer.js";
-import { buildManifest, defaultLibriSpeechDir } from "../src/hub/librispeech.js";
+import { buildManifest, defaultLibriSpeechDir, type Utterance } from "../src/hub/librispeech.js";
 import { BUNDLED_ASSETS, writeSyntheticWhisper } from "../src/model/synthetic.js";
 import { findRecipe } from "../src/recipes/catalog.js";
 import { parseRecipeEntry } from "./recipe-entry.js";
@@ -288,8 +288,7 @@ async function measureInWorkers(
 }
 
 /** The recipe's graphs, quantized (and calibrated) if not cached: in a process of its own, so that the measuring one holds none of it. */
-async function prepare(modelDir: string, recipe: string, split: string, root: string, threads: number) {
-  const manifest = await buildManifest(root, split);
+async function prepare(modelDir: string, recipe: string, split: string, manifest: Utterance[], threads: number) {
   const { id, options } = parseRecipeEntry(recipe);
   const calibration =
     findRecipe(id).scheme === "static" ? splitCalibration(modelDir, split, manifest, { threads }, Number(process.env.CALIBRATION_LIMIT || 20)) : undefined;
@@ -307,9 +306,10 @@ async function measure(
   workers: number,
   lengths: number[] | null,
 ): Promise<RecipeBench> {
-  const utterances = evaluationPart(await buildManifest(root, split), { limit });
+  const manifest = await buildManifest(root, split);
+  const utterances = evaluationPart(manifest, { limit });
   const { options } = parseRecipeEntry(recipe);
-  const quantized = await prepare(modelDir, recipe, split, root, threads); // cached by now
+  const quantized = await prepare(modelDir, recipe, split, manifest, threads); // cached by now
   const paths = utterances.map((u) => u.path);
   const shards =
     workers === 1
@@ -391,7 +391,7 @@ async function main(): Promise<void> {
   }
   if (flag === "--prepare") {
     const [modelDir, recipe] = rest as [string, string];
-    await prepare(modelDir, recipe, "train-clean-5", root, threads);
+    await prepare(modelDir, recipe, "train-clean-5", await buildManifest(root, "train-clean-5"), threads);
     return;
   }
   if (flag === "--child") {

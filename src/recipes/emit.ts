@@ -505,8 +505,8 @@ export function emitLlmInt8(g: GraphBuilder, x: string, out: string, name: strin
     "Int8Part",
   );
   // The floating path touches only the outlier columns (a handful, found per call): their inputs, and
-  // the same rows of the int8 weight dequantized as bitsandbytes does. Zeroed columns added nothing
-  // to the full product, so the sums are the same; the fp32 weight is never held in memory.
+  // the same rows of the int8 weight dequantized as bitsandbytes does. The same terms as a full
+  // product over zeroed columns, summed in another order (numerics revision 3); no fp32 weight is held.
   const columns = g.op(
     "Reshape",
     [
