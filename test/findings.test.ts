@@ -11,8 +11,8 @@ import { join, relative } from "node:path";
 import { describe, it } from "node:test";
 import { readGrid, storeModelName } from "../src/eval/jobs.js";
 import type { RunSummary, UtteranceResult } from "../src/eval/results-store.js";
-import { calibrationSizeFigure, pairedDifferenceFigure } from "../src/report/figures.js";
-import { chapterFindings, claimFindings } from "../src/report/findings.js";
+import { calibrationSizeFigure, pairedDifferenceFigure, sensitivityFigure, werVsSnrFigure } from "../src/report/figures.js";
+import { beyondStudyFindings, chapterFindings, claimFindings } from "../src/report/findings.js";
 import { loadResultRows } from "../src/report/rows.js";
 import { calibrationSizeTable, mainResultsTable, noiseFloorTable } from "../src/report/tables.js";
 import { KitError } from "../src/util/errors.js";
@@ -137,6 +137,57 @@ describe("uncertainty in the report", () => {
       /Quanto int8 weights improve on fp32[^\n]*not shown here \(inside the noise\): quanto\/w8 is not distinguishable from fp32/,
     );
     const few = chapterFindings(await loadResultRows(await writeStore(baseRuns(10))));
+    assert.match(few, /too few to tell/);
+  });
+
+  it("chapter 09 says whether noise widens a gap, which blocks matter, and what mixed precision buys, with intervals", async () => {
+    const runs = baseRuns();
+    const fp32 = runs[0]!.utterances;
+    const plant = (every: number, extra: number, tag: string) =>
+      fp32.map((u, i) => (i % every === 0 ? utterance(u.id, u.words.substitutions + extra, 20, `${tag} ${i}`) : u));
+    const noisyFp32 = fp32.map((u) => utterance(u.id, u.words.substitutions + 2, 20, `noisy ${u.id}`));
+    const noisyNf4 = noisyFp32.map((u, i) => (i % 2 === 0 ? utterance(u.id, u.words.substitutions + 6, 20, `worse ${i}`) : u));
+    runs.push(
+      { key: "nf4", recipe: "bnb/nf4", utterances: plant(7, 1, "nf4") },
+      { key: "fp32n", recipe: "fp32", utterances: noisyFp32, conditions: { noise: "white:5" } },
+      { key: "nf4n", recipe: "bnb/nf4", utterances: noisyNf4, conditions: { noise: "white:5" } },
+      { key: "blk0", recipe: "hqq/3", utterances: plant(5, 8, "b0") },
+      { key: "blk1", recipe: "hqq/3", utterances: fp32 },
+      { key: "all", recipe: "hqq/3", utterances: plant(2, 10, "all"), parameterMB: 20 },
+      { key: "mix", recipe: "hqq/3", utterances: plant(5, 8, "mix"), parameterMB: 25 },
+    );
+    const rows = await loadResultRows(await writeStore(runs));
+    const byKey = (k: string) => rows.find((r) => r.key === k)!;
+    const clean = rows.filter((r) => ["fp32", "nf4"].includes(r.key));
+    const noisy = rows.filter((r) => r.noise !== null);
+    const sensitivity = [
+      { block: "model.encoder.layers.0", row: byKey("blk0") },
+      { block: "model.decoder.layers.0", row: byKey("blk1") },
+    ];
+    const text = beyondStudyFindings({ clean, noisy, sensitivity, everywhere: byKey("all"), mixed: byKey("mix"), mixedBlock: "model.encoder.layers.0" });
+    assert.match(text, /fp32 goes from 10\.00 % \(95 % CI [\d.]+-[\d.]+\) on clean audio to 20\.00 %/);
+    assert.match(
+      text,
+      /bnb\/nf4 against fp32: clean [+-][\d.]+ points[^;]*; at 5 dB \+15\.00 points[^;]*; the intervals are apart: the gap widens under noise here/,
+    );
+    assert.match(text, /beyond the noise: model\.encoder\.layers\.0 \+8\.00 points \(95 % CI/);
+    assert.match(text, /The other block is inside the noise/);
+    assert.match(text, /hqq\/3 everywhere \+25\.00 points.*20\.0 MB; with model\.encoder\.layers\.0 in fp32 \+8\.00 points.*the intervals are apart/);
+    assert.doesNotMatch(text, /too few/);
+
+    const f6 = sensitivityFigure(sensitivity, "hqq/3", null);
+    const marker = f6.data[0]!.marker as { color: string[] };
+    assert.deepEqual(marker.color, ["#1f77b4", "white"], "the significant encoder block filled, the decoder block hollow");
+    const bars = f6.data[0]!.error_y as { array: number[]; arrayminus: number[] };
+    assert.ok(bars.array[0]! > 0 && bars.arrayminus[0]! > 0);
+    assert.match((f6.layout.yaxis as { title: { text: string } }).title.text, /percentage points/);
+    const f5 = werVsSnrFigure([...clean, ...noisy], null);
+    assert.ok(
+      f5.data.every((d) => (d.error_y as { array: number[] }).array.every((v) => v >= 0)),
+      "every point of F5 has its interval",
+    );
+
+    const few = beyondStudyFindings({ clean: [], noisy: [], sensitivity: [{ block: "b", row: (await loadResultRows(await writeStore(baseRuns(10))))[1]! }] });
     assert.match(few, /too few to tell/);
   });
 

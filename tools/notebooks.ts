@@ -155,6 +155,12 @@ function run(outDir: string, only: string[]): number {
         encoding: "utf8",
       },
     );
+    if (result.error) {
+      console.error(
+        `[notebooks] FAILED: could not start jupyter (${result.error.message}): run make system-deps (make reproduce does), which installs jupyter-nbconvert`,
+      );
+      return 1;
+    }
     if (result.status !== 0) {
       console.error(result.stderr.split("\n").slice(-15).join("\n"));
       console.error(`[notebooks] FAILED: notebooks/${nb}: jupyter nbconvert exited ${result.status}`);

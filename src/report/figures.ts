@@ -317,19 +317,27 @@ export function weightErrorFigure(input: ErrorHistogramInput, smoke: string | nu
   return { id: "F4-weight-error-histograms", title: "Weight and error histograms", data, layout, width: 1100, height: 500 };
 }
 
+/** F5: WER against SNR per recipe, with each point's 95 % bootstrap interval; stars: the same recipe on clean audio. */
 export function werVsSnrFigure(rows: ResultRow[], smoke: string | null): Figure {
   const noisy = rows.filter((r) => r.noise !== null);
   const data: Array<Record<string, unknown>> = [];
   const groups = [...new Set(noisy.map((r) => `${r.model} ${r.recipe} ${r.noise!.split(":")[0]}`))];
+  const snrs = [...new Set(noisy.map((r) => r.noiseSnrDb!))].sort((a, b) => a - b);
+  const cleanX = snrs.length ? Math.max(...snrs) + 10 : 0;
   groups.forEach((g, i) => {
     const pts = noisy.filter((r) => `${r.model} ${r.recipe} ${r.noise!.split(":")[0]}` === g).sort((a, b) => a.noiseSnrDb! - b.noiseSnrDb!);
     const cleanRow = rows.find((r) => r.noise === null && `${r.model} ${r.recipe}` === `${pts[0]!.model} ${pts[0]!.recipe}` && r.split === pts[0]!.split);
+    // recipes side by side at each SNR, so that their bars do not hide each other
+    const dx = (i - (groups.length - 1) / 2) * 0.5;
     data.push({
       type: "scatter",
       mode: "lines+markers",
       name: g,
-      x: pts.map((r) => r.noiseSnrDb),
+      x: pts.map((r) => r.noiseSnrDb! + dx),
       y: pts.map((r) => r.wer),
+      error_y: { ...werErrorBars(pts), color: PALETTE[i % PALETTE.length] },
+      text: pts.map((r) => `${g} at ${r.noiseSnrDb} dB: ${r.wer.toFixed(2)} % (${r.werLow.toFixed(2)}-${r.werHigh.toFixed(2)}), ${r.utterances} utterances`),
+      hovertemplate: "%{text}<extra></extra>",
       line: { color: PALETTE[i % PALETTE.length] },
     });
     if (cleanRow)
@@ -337,14 +345,13 @@ export function werVsSnrFigure(rows: ResultRow[], smoke: string | null): Figure 
         type: "scatter",
         mode: "markers",
         name: `${pts[0]!.model} ${pts[0]!.recipe}, clean`,
-        x: [Math.max(...pts.map((r) => r.noiseSnrDb!)) + 10],
+        x: [cleanX + dx],
         y: [cleanRow.wer],
+        error_y: { ...werErrorBars([cleanRow]), color: PALETTE[i % PALETTE.length] },
         marker: { color: PALETTE[i % PALETTE.length], symbol: "star", size: 11 },
       });
   });
-  const layout = baseLayout("F5. WER against signal-to-noise ratio per recipe (stars: the same recipe on clean audio)", smoke);
-  const snrs = [...new Set(noisy.map((r) => r.noiseSnrDb!))].sort((a, b) => a - b);
-  const cleanX = snrs.length ? Math.max(...snrs) + 10 : 0;
+  const layout = baseLayout("F5. WER against signal-to-noise ratio per recipe, 95 % bootstrap intervals (stars: clean audio)", smoke);
   layout.xaxis = axis("signal-to-noise ratio (dB)", { tickvals: [...snrs, cleanX], ticktext: [...snrs.map(String), "clean"] });
   layout.yaxis = axis("WER (%)");
   return { id: "F5-wer-vs-snr", title: "WER under noise", data, layout, width: 1100, height: 520 };
@@ -352,23 +359,49 @@ export function werVsSnrFigure(rows: ResultRow[], smoke: string | null): Figure 
 
 export interface SensitivityPoint {
   block: string; // e.g. "model.encoder.layers.2"
-  wer: number; // percent, with only this block quantized
+  row: ResultRow; // the run with only this block quantized; its versusFp32 is the paired difference drawn
 }
 
-export function sensitivityFigure(points: SensitivityPoint[], baselineWer: number, recipe: string, smoke: string | null): Figure {
+/** F6: per block, the paired WER difference against fp32 when only that block is quantized, with its 95 % interval. */
+export function sensitivityFigure(points: SensitivityPoint[], recipe: string, smoke: string | null): Figure {
+  const compared = points.filter((p) => p.row.versusFp32 !== null);
+  const colour = (p: SensitivityPoint) => (p.block.includes("encoder") ? "#1f77b4" : p.block.includes("decoder") ? "#ff7f0e" : "#7f7f7f");
   const data: Array<Record<string, unknown>> = [
     {
-      type: "bar",
-      name: `WER increase with only this block quantized (${recipe})`,
-      x: points.map((p) => p.block.replace("model.", "")),
-      y: points.map((p) => p.wer - baselineWer),
-      marker: { color: points.map((p) => (p.block.includes("encoder") ? "#1f77b4" : p.block.includes("decoder") ? "#ff7f0e" : "#7f7f7f")) },
-      hovertemplate: "%{x}: +%{y:.2f} WER points<extra></extra>",
+      type: "scatter",
+      mode: "markers",
+      name: `WER change with only this block quantized (${recipe})`,
+      x: compared.map((p) => p.block.replace("model.", "")),
+      y: compared.map((p) => p.row.versusFp32!.difference),
+      error_y: {
+        type: "data",
+        symmetric: false,
+        array: compared.map((p) => Math.max(0, p.row.versusFp32!.high - p.row.versusFp32!.difference)),
+        arrayminus: compared.map((p) => Math.max(0, p.row.versusFp32!.difference - p.row.versusFp32!.low)),
+        color: "#444",
+        thickness: 1.3,
+        width: 4,
+      },
+      // filled: Holm-corrected p below 0.05; hollow: inside the noise
+      marker: {
+        size: 10,
+        color: compared.map((p) => (p.row.versusFp32!.significant ? colour(p) : "white")),
+        line: { color: compared.map(colour), width: 2 },
+      },
+      text: compared.map(
+        (p) =>
+          `${p.block}: ${p.row.versusFp32!.difference.toFixed(2)} (${p.row.versusFp32!.low.toFixed(2)}, ${p.row.versusFp32!.high.toFixed(2)}) points, ${p.row.versusFp32!.utterances} utterances`,
+      ),
+      hovertemplate: "%{text}<extra></extra>",
     },
   ];
-  const layout = baseLayout(`F6. Per-layer sensitivity: WER change when one block alone is quantized with ${recipe} (blue: encoder, orange: decoder)`, smoke);
+  const layout = baseLayout(
+    `F6. Per-block sensitivity (${recipe}): WER minus fp32's with one block alone quantized<br><sup>95 % paired bootstrap intervals; blue: encoder, orange: decoder; filled: Holm-corrected p < 0.05</sup>`,
+    smoke,
+  );
+  layout.margin = { l: 70, r: 20, t: 90, b: 70 };
   layout.xaxis = axis("quantized block", { tickangle: -35, automargin: true });
-  layout.yaxis = axis("WER change vs fp32 (percentage points)");
+  layout.yaxis = axis("WER difference vs fp32 (percentage points)", { zeroline: true, zerolinecolor: "#222" });
   layout.showlegend = false;
   return { id: "F6-layer-sensitivity", title: "Per-layer sensitivity", data, layout, width: 1100, height: 520 };
 }

@@ -146,3 +146,75 @@ export function claimFindings(rows: readonly ResultRow[]): string {
   }
   return lines.join("\n");
 }
+
+const intervalsApart = (a: { low: number; high: number }, b: { low: number; high: number }) => a.low > b.high || b.low > a.high;
+
+/** Chapter 09's inputs: clean and noisy runs of a few recipes, one run per block quantized alone, and the mixed-precision pair. */
+export interface BeyondStudyRows {
+  clean: readonly ResultRow[];
+  noisy: readonly ResultRow[];
+  sensitivity: ReadonlyArray<{ block: string; row: ResultRow }>;
+  everywhere?: ResultRow;
+  mixed?: ResultRow;
+  mixedBlock?: string;
+}
+
+/**
+ * What chapter 09 found: whether each recipe's gap to fp32 widens with noise (its paired difference
+ * at the lowest SNR against its difference on clean audio, intervals apart or not), which blocks
+ * alone cost accuracy beyond the noise, and what keeping one block in fp32 buys back.
+ */
+export function beyondStudyFindings(input: BeyondStudyRows): string {
+  const lines: string[] = [];
+  const fp32Clean = input.clean.find((r) => r.recipe === "fp32");
+  const snrs = [...new Set(input.noisy.map((r) => r.noiseSnrDb!))].sort((a, b) => a - b);
+  if (snrs.length) {
+    const lowest = snrs[0]!;
+    const fp32Noisy = input.noisy.find((r) => r.recipe === "fp32" && r.noiseSnrDb === lowest);
+    if (fp32Clean && fp32Noisy)
+      lines.push(
+        `- *Noise (${fp32Clean.model}, ${fp32Clean.split})*: fp32 goes from ${f2(fp32Clean.wer)} % (95 % CI ${f2(fp32Clean.werLow)}-${f2(fp32Clean.werHigh)}) on clean audio to ${f2(fp32Noisy.wer)} % (${f2(fp32Noisy.werLow)}-${f2(fp32Noisy.werHigh)}) at ${lowest} dB, ${fp32Noisy.utterances} utterances.`,
+      );
+    for (const recipe of [...new Set(input.noisy.map((r) => r.recipe))].filter((r) => r !== "fp32")) {
+      const atClean = input.clean.find((r) => r.recipe === recipe && r.versusFp32 !== null);
+      const atLowest = input.noisy.find((r) => r.recipe === recipe && r.noiseSnrDb === lowest && r.versusFp32 !== null);
+      if (!atClean || !atLowest) continue;
+      const [c, n] = [atClean.versusFp32!, atLowest.versusFp32!];
+      const verdict = !intervalsApart(c, n)
+        ? "the intervals overlap: this run cannot tell whether noise widens the gap"
+        : n.difference > c.difference
+          ? "the intervals are apart: the gap widens under noise here"
+          : "the intervals are apart: the gap narrows under noise here";
+      lines.push(`  - ${recipe} against fp32: clean ${differenceText(atClean)}; at ${lowest} dB ${differenceText(atLowest)}; ${verdict}.`);
+    }
+  }
+  const blocks = input.sensitivity.filter((p) => p.row.versusFp32 !== null).sort((a, b) => b.row.versusFp32!.difference - a.row.versusFp32!.difference);
+  if (blocks.length) {
+    const recipe = blocks[0]!.row.recipe;
+    const hurt = blocks.filter((p) => p.row.versusFp32!.significant && p.row.versusFp32!.difference > 0);
+    const worst = blocks[0]!;
+    const head = `- *Per-block sensitivity (${recipe}, one block at a time, ${worst.row.versusFp32!.utterances} utterances)*:`;
+    if (hurt.length)
+      lines.push(
+        `${head} blocks whose quantization alone raises WER beyond the noise: ${hurt.map((p) => `${p.block} ${differenceText(p.row)}`).join("; ")}. ${blocks.length - hurt.length === 1 ? "The other block is" : `The other ${blocks.length - hurt.length} are`} inside the noise.`,
+      );
+    else
+      lines.push(
+        `${head} no block alone is distinguishable from fp32 after Holm's correction; the largest difference is ${worst.block} ${differenceText(worst.row)}, so which block is "most sensitive" is not a finding here.`,
+      );
+  }
+  const { everywhere, mixed } = input;
+  if (everywhere?.versusFp32 && mixed?.versusFp32) {
+    const verdict = intervalsApart(everywhere.versusFp32, mixed.versusFp32)
+      ? "the intervals are apart: keeping that block in fp32 changes the result"
+      : "the intervals overlap: this run cannot tell whether keeping that block in fp32 helps";
+    const size = (r: ResultRow) => (r.parameterMB !== null ? `, ${r.parameterMB.toFixed(1)} MB` : "");
+    lines.push(
+      `- *Mixed precision*: ${everywhere.recipe} everywhere ${differenceText(everywhere)}${size(everywhere)}; with ${input.mixedBlock ?? "one block"} in fp32 ${differenceText(mixed)}${size(mixed)}; ${verdict}.`,
+    );
+  }
+  const fewest = Math.min(...[...input.clean, ...input.noisy, ...blocks.map((p) => p.row)].filter((r) => r.versusFp32).map((r) => r.versusFp32!.utterances));
+  if (Number.isFinite(fewest) && fewest < TOO_FEW_UTTERANCES)
+    lines.push(`- With ${fewest} utterances per comparison these data are too few to tell small differences apart.`);
+  return lines.length ? lines.join("\n") : "- No runs to report.";
+}

@@ -315,3 +315,23 @@ export function schemeErrorTable(
     notes: ["relative RMS error: ||dequantized - original|| / ||original||, over every element"],
   };
 }
+
+/** T10 (chapter 09): fp32, a recipe everywhere, and the same recipe with one block kept in fp32, with intervals and paired differences. */
+export function mixedPrecisionTable(fp32: ResultRow, everywhere: ResultRow, mixed: ResultRow, block: string, split: string): Table {
+  const line = (label: string, r: ResultRow): Cell[] => [
+    label,
+    round(r.wer, 2),
+    werIntervalText(r),
+    versusFp32Text(r),
+    round(r.parameterMB, 1),
+    r.utterances,
+    r.runaways,
+  ];
+  return {
+    id: "T10-mixed-precision",
+    title: `T10. Mixed precision: ${everywhere.recipe} everywhere vs ${everywhere.recipe} with ${block} kept in fp32 (${split})`,
+    columns: ["recipe", "WER %", "WER 95 % CI", "vs fp32, points", "parameter MB", "utterances", "runaway loops"],
+    rows: [line("fp32", fp32), line(`${everywhere.recipe} everywhere`, everywhere), line(`${everywhere.recipe} except ${block}`, mixed)],
+    notes: ["the block kept in fp32 is the one whose quantization alone raised WER most (F6)", SIGNIFICANCE_NOTE],
+  };
+}
