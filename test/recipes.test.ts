@@ -13,9 +13,10 @@ import { Transcriber } from "../src/asr/transcriber.js";
 import { buildOnnxModel, type ModelManifest } from "../src/model/build.js";
 import { DataType, GraphBuilder, writeOnnxModel } from "../src/model/onnx.js";
 import { float16ToFloat32, float32ToFloat16 } from "../src/model/safetensors.js";
-import { dequantize, dequantizeAbsmax, doubleQuantizeAbsmax, packBnb4, type Weight } from "../src/quant/schemes.js";
+import { dequantize, dequantizeAbsmax, doubleQuantizeAbsmax, packBnb4, type QuantizedWeight, type Weight } from "../src/quant/schemes.js";
 import { findRecipe, RECIPES } from "../src/recipes/catalog.js";
 import { emitDequantized, emitLlmInt8, emitMatMulBnb4, emitMatMulNBits, emitTorchDynamic, nbitsBlock } from "../src/recipes/emit.js";
+import type { ActivationQuant } from "../src/quant/activations.js";
 import { quantizeModel, quantizeWithCalibration, type CalibrationRun } from "../src/recipes/quantize-model.js";
 import { calibrateActivations } from "../src/asr/calibrate.js";
 import { KitError } from "../src/util/errors.js";
@@ -331,6 +332,32 @@ describe("quantized models", () => {
       const result = await t.transcribeFile(TEST_CLEAN_FLAC);
       assert.equal(result.tokens.length, 4, recipe.id);
       await t.close();
+    }
+  });
+
+  it("a static recipe quantizes its weights once for both passes, and the graphs are those of a fresh quantization", async () => {
+    for (const id of ["quanto/w8a8", "quanto/w4af8"]) {
+      const out = join(await tempDir(), "shared");
+      const calibration: CalibrationRun = {
+        source: "one test-clean file",
+        run: async (dir) => (await calibrateActivations(modelDir, dir, [TEST_CLEAN_FLAC], { threads: 1, maxNewTokens: 4 })).activations,
+      };
+      const { manifest } = await quantizeWithCalibration(fp32Dir, id, {}, out, calibration);
+      const activations = (manifest.calibration as { activations: Record<string, ActivationQuant> }).activations;
+      const fresh = join(await tempDir(), "fresh");
+      await quantizeModel(fp32Dir, id, {}, fresh, { mode: "calibrated", source: "one test-clean file", activations, seconds: 0 });
+      for (const f of manifest.files.map((x) => x.file))
+        assert.ok((await readFile(join(out, f))).equals(await readFile(join(fresh, f))), `${id}: ${f} identical`);
+      // the final pass takes the weights it is given: one code moved there moves the graphs
+      const weights = new Map<string, QuantizedWeight[]>();
+      await quantizeModel(fp32Dir, id, {}, join(await tempDir(), "graphs"), { mode: "calibrate", weights });
+      assert.deepEqual([...weights.keys()].sort(), ["decoder.onnx", "encoder.onnx"]);
+      const first = weights.get("encoder.onnx")![0]!;
+      first.codes[0] = first.codes[0] === 1 ? 2 : 1;
+      const moved = join(await tempDir(), "moved");
+      await quantizeModel(fp32Dir, id, {}, moved, { mode: "calibrated", source: "one test-clean file", activations, seconds: 0, weights });
+      const differs = await Promise.all(manifest.files.map(async (x) => !(await readFile(join(moved, x.file))).equals(await readFile(join(fresh, x.file)))));
+      assert.ok(differs.some(Boolean), `${id}: the shared weights are the ones emitted`);
     }
   });
 

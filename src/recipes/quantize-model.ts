@@ -113,7 +113,13 @@ function describe(recipe: Recipe, q: QuantizedWeight, execution: Execution, opti
  * Static recipes need activation scales: either build the calibration form of the graphs (scales
  * as inputs, updated per call), or the final graphs with the calibrated scales baked in.
  */
-export type StaticCalibration = { mode: "calibrate" } | { mode: "calibrated"; source: string; activations: Record<string, ActivationQuant>; seconds: number };
+export type StaticCalibration = (
+  | { mode: "calibrate" }
+  | { mode: "calibrated"; source: string; activations: Record<string, ActivationQuant>; seconds: number }
+) & {
+  /** Quantized weights per graph file, filled by the calibration pass and reused by the final one (the same quantizer on the same weights). */
+  weights?: Map<string, QuantizedWeight[]>;
+};
 
 /** Where a static recipe's scales come from: a description (part of the cache key) and the pass itself. */
 export interface CalibrationRun {
@@ -255,7 +261,9 @@ export async function quantizeModel(
           }));
       let quantized: QuantizedWeight[];
       try {
-        quantized = await quantizeWeights(recipe.id, options, weights, { onDone: (i) => bar.update(++done, layers.length, layers[i]!.layer) });
+        const reused = observing ? undefined : calibration?.weights?.get(file);
+        quantized = reused ?? (await quantizeWeights(recipe.id, options, weights, { onDone: (i) => bar.update(++done, layers.length, layers[i]!.layer) }));
+        if (!observing && !reused) calibration?.weights?.set(file, quantized);
       } catch (err) {
         if (!(err instanceof WeightQuantizeError)) throw err;
         const { layer, n, k } = layers[err.index]!;
@@ -332,7 +340,8 @@ export async function quantizeWithCalibration(
   const started = performance.now();
   const graphsDir = `${outDir}.calibration`;
   await rm(graphsDir, { recursive: true, force: true });
-  await quantizeModel(fp32Dir, recipeId, options, graphsDir, { mode: "calibrate" });
+  const weights = new Map<string, QuantizedWeight[]>(); // quantized once, for both passes
+  await quantizeModel(fp32Dir, recipeId, options, graphsDir, { mode: "calibrate", weights });
   let activations: Record<string, ActivationQuant>;
   try {
     activations = await calibration.run(graphsDir);
@@ -340,7 +349,7 @@ export async function quantizeWithCalibration(
     await rm(graphsDir, { recursive: true, force: true });
   }
   const seconds = (performance.now() - started) / 1000;
-  return quantizeModel(fp32Dir, recipeId, options, outDir, { mode: "calibrated", source: calibration.source, activations, seconds });
+  return quantizeModel(fp32Dir, recipeId, options, outDir, { mode: "calibrated", source: calibration.source, activations, seconds, weights });
 }
 
 /**
