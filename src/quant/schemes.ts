@@ -199,15 +199,22 @@ export function quantizeHqq(w: Weight, options: HqqOptions): QuantizedWeight {
   if (n % groupSize !== 0) throw new Error(`group size ${groupSize} does not divide ${n} weights`);
   const groups = n / groupSize;
   const qmax = 2 ** bits - 1;
-  // Grouping: axis 1 reshapes to [-1, groupSize] (rows of consecutive elements); axis 0 to [groupSize, -1] (columns).
-  const index = (g: number, k: number) => (axis === 1 ? g * groupSize + k : k * groups + g);
+  // Grouping: axis 1 reshapes to [-1, groupSize] (rows of consecutive elements); axis 0 to [groupSize, -1]
+  // (columns). The solver works on the weights in group order (a copy only for axis 0), so every loop is contiguous.
+  const stride = axis === 1 ? 1 : groups; // distance between consecutive members of a group in the weight
+  const startOf = (g: number) => (axis === 1 ? g * groupSize : g);
+  let data = w.data;
+  if (axis !== 1) {
+    data = new Float32Array(n);
+    for (let g = 0, j = 0; g < groups; g++) for (let k = 0, i = g; k < groupSize; k++, i += stride, j++) data[j] = w.data[i]!;
+  }
   const scale = new Float32Array(groups);
   const zero = new Float32Array(groups);
   for (let g = 0; g < groups; g++) {
     let min = Infinity;
     let max = -Infinity;
-    for (let k = 0; k < groupSize; k++) {
-      const v = w.data[index(g, k)]!;
+    for (let j = g * groupSize, end = j + groupSize; j < end; j++) {
+      const v = data[j]!;
       min = Math.min(min, v);
       max = Math.max(max, v);
     }
@@ -218,10 +225,6 @@ export function quantizeHqq(w: Weight, options: HqqOptions): QuantizedWeight {
     scale[g] = s;
     zero[g] = roundZero ? roundHalfEven(f(-min * s)) : f(-min * s);
   }
-  // One pass per step and group: quantize with the current zero, measure, and compute the next zero.
-  const data = w.data;
-  const stride = axis === 1 ? 1 : groups; // distance between consecutive members of a group
-  const startOf = (g: number) => (axis === 1 ? g * groupSize : g);
   // torch runs `(1.0 / beta) * out.pow(lp_norm - 1)` on a float32 tensor: both scalars become float32.
   const invBeta = f(1 / beta);
   const exponent = f(lp - 1);
@@ -229,6 +232,10 @@ export function quantizeHqq(w: Weight, options: HqqOptions): QuantizedWeight {
   // the defaults): skipping the power there (1 % short of the bound, far beyond float rounding) keeps
   // every value and saves two thirds of the time, since quantization errors are far below it.
   const zeroBelow = lp < 2 ? 0.99 * invBeta ** (1 / (2 - lp)) : 0;
+  // W * scale does not change across steps (only the zero does): computed once.
+  const scaled = new Float32Array(n);
+  for (let g = 0; g < groups; g++) for (let j = g * groupSize, end = j + groupSize; j < end; j++) scaled[j] = f(data[j]! * scale[g]!);
+  // One pass per step and group: quantize with the current zero, measure, and compute the next zero.
   let best = Infinity;
   const nextZero = new Float32Array(groups);
   for (let it = 0; it < iterations; it++) {
@@ -237,15 +244,20 @@ export function quantizeHqq(w: Weight, options: HqqOptions): QuantizedWeight {
       const s = scale[g]!;
       const z = zero[g]!;
       let acc = 0;
-      for (let k = 0, i = startOf(g); k < groupSize; k++, i += stride) {
-        const wv = data[i]!;
-        let q = roundHalfEven(f(f(wv * s) + z));
-        q = q < 0 ? 0 : Math.min(q, qmax);
+      for (let j = g * groupSize, end = j + groupSize; j < end; j++) {
+        const wv = data[j]!;
+        const ws = scaled[j]!;
+        let q = roundHalfEven(f(ws + z));
+        q = q < 0 ? 0 : q > qmax ? qmax : q;
         const diff = f(wv - f(f(q - z) / s)); // W - W_r
         const a = Math.abs(diff);
-        const shrunk = a === 0 || a < zeroBelow ? 0 : Math.max(0, f(a - f(invBeta * f(Math.exp(exponent * Math.log(a))))));
-        const we = diff < 0 ? -shrunk : shrunk; // shrink_lp(W - W_r)
-        acc += f(q - f(f(wv - we) * s));
+        if (a < zeroBelow) {
+          acc += f(q - ws); // shrink_lp(W - W_r) is 0 here, so W - W_e is W
+        } else {
+          const shrunk = a === 0 ? 0 : Math.max(0, f(a - f(invBeta * f(Math.exp(exponent * Math.log(a))))));
+          const we = diff < 0 ? -shrunk : shrunk; // shrink_lp(W - W_r)
+          acc += f(q - f(f(wv - we) * s));
+        }
         errorSum += a;
       }
       nextZero[g] = f(acc / groupSize);
@@ -257,9 +269,11 @@ export function quantizeHqq(w: Weight, options: HqqOptions): QuantizedWeight {
   }
   const codes = new Int32Array(n);
   for (let g = 0; g < groups; g++) {
-    const s = scale[g]!;
     const z = zero[g]!;
-    for (let k = 0, i = startOf(g); k < groupSize; k++, i += stride) codes[i] = clamp(roundHalfEven(f(f(data[i]! * s) + z)), 0, qmax);
+    for (let k = 0, i = startOf(g), j = g * groupSize; k < groupSize; k++, i += stride, j++) {
+      const q = roundHalfEven(f(scaled[j]! + z));
+      codes[i] = q < 0 ? 0 : q > qmax ? qmax : q;
+    }
   }
   const step = Float32Array.from(scale, (s) => f(1 / s));
   return { codes, scales: step, zeros: zero, groupSize: axis === 1 ? groupSize : n / groups, bits, convention: "affine" };

@@ -228,12 +228,9 @@ export function emitDequantized(
   let codes: string; // uint8 [N*K], HF row-major order
   let storedBytes: number;
   if (q.bits === 8) {
-    g.initializer(
-      `${name}.codes`,
-      Uint8Array.from(q.codes, (c) => c + offset),
-      [count],
-      DataType.UINT8,
-    );
+    const stored = new Uint8Array(count); // a plain loop: Uint8Array.from with a mapper took 20 s on whisper-small's proj_out
+    for (let i = 0; i < count; i++) stored[i] = q.codes[i]! + offset;
+    g.initializer(`${name}.codes`, stored, [count], DataType.UINT8);
     codes = `${name}.codes`;
     storedBytes = count;
   } else if (q.bits === 4) {
