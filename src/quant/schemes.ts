@@ -238,11 +238,17 @@ export function quantizeHqq(w: Weight, options: HqqOptions): QuantizedWeight {
   // One pass per step and group: quantize with the current zero, measure, and compute the next zero.
   let best = Infinity;
   const nextZero = new Float32Array(groups);
+  // A group whose zero did not move repeats last step's values exactly: its step is skipped. Most
+  // groups settle within a few of the 20 steps, and this is most of the solver's time saved.
+  const zeroUsed = new Float32Array(groups).fill(Number.NaN);
+  const groupError = new Float64Array(groups);
   for (let it = 0; it < iterations; it++) {
-    let errorSum = 0;
     for (let g = 0; g < groups; g++) {
       const s = scale[g]!;
       const z = zero[g]!;
+      if (z === zeroUsed[g]) continue; // nextZero[g] and groupError[g] hold this step's values already
+      zeroUsed[g] = z;
+      let errorSum = 0;
       let acc = 0;
       for (let j = g * groupSize, end = j + groupSize; j < end; j++) {
         const wv = data[j]!;
@@ -261,8 +267,11 @@ export function quantizeHqq(w: Weight, options: HqqOptions): QuantizedWeight {
         errorSum += a;
       }
       nextZero[g] = f(acc / groupSize);
+      groupError[g] = errorSum;
     }
     zero.set(nextZero); // the step's zero is kept even when its error stops the loop, as HQQ does
+    let errorSum = 0;
+    for (let g = 0; g < groups; g++) errorSum += groupError[g]!;
     const error = errorSum / n;
     if (error < best) best = error;
     else break;
