@@ -218,7 +218,7 @@ export const RECIPES: Recipe[] = [
     granularity: "per-row weights, per-token activations, outlier columns in floating point",
     bits: "8",
     execution: () => "MatMulInteger",
-    graphRevision: 1, // 1: the floating path gathers the outlier columns instead of a full fp32 product
+    graphRevision: 2, // 1: the floating path gathers the outlier columns instead of a full fp32 product; 2: codes as uint8 with zero point 128
     quantizesProjOut: false,
     quantize: (w) => quantizeLlmInt8Weight(w),
     llmInt8: true,

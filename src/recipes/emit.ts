@@ -461,9 +461,14 @@ export function emitTorchDynamic(g: GraphBuilder, x: string, out: string, name: 
  */
 export function emitLlmInt8(g: GraphBuilder, x: string, out: string, name: string, q: QuantizedWeight, n: number, k: number, threshold = 6.0): number {
   const p = `${name}/quant`;
-  const wT = new Int8Array(n * k);
-  for (let r = 0; r < n; r++) for (let c = 0; c < k; c++) wT[c * n + r] = q.codes[r * k + c]!;
-  g.initializer(`${name}.qweight`, wT, [k, n], DataType.INT8);
+  // Codes enter MatMulInteger as uint8 with zero point 128, weights and activations both: the same
+  // int32 products exactly, on onnxruntime's u8 x u8 kernel, which widens to 16 bits before it
+  // multiplies (its s8 x s8 path is several times slower on x86 without VNNI, and its u8 x s8 path
+  // saturates pairs of products at 16 bits there, which would change the numbers).
+  const wT = new Uint8Array(n * k);
+  for (let r = 0; r < n; r++) for (let c = 0; c < k; c++) wT[c * n + r] = q.codes[r * k + c]! + 128;
+  g.initializer(`${name}.qweight`, wT, [k, n], DataType.UINT8);
+  const zeroPoint = g.initializer(`${name}.zero_point`, Uint8Array.of(128), [], DataType.UINT8);
   g.initializer(`${name}.absmax`, q.scales, [1, n]);
   const half = (v: string, label: string) =>
     g.op("Cast", [g.op("Cast", [v], { to: DataType.FLOAT16 }, { name: `${p}/${label}ToHalf` })], { to: DataType.FLOAT }, { name: `${p}/${label}FromHalf` });
@@ -485,12 +490,8 @@ export function emitLlmInt8(g: GraphBuilder, x: string, out: string, name: strin
     {},
     { name: `${p}/DropOutlierColumns` },
   );
-  const acc = g.op(
-    "MatMulInteger",
-    [g.op("Cast", [codes], { to: DataType.INT8 }, { name: `${p}/ToInt8` }), `${name}.qweight`],
-    {},
-    { name: `${p}/MatMulInteger` },
-  );
+  const shifted = g.op("Cast", [g.op("Add", [codes, g.scalar(128)], {}, { name: `${p}/Shift` })], { to: DataType.UINT8 }, { name: `${p}/ToUint8` });
+  const acc = g.op("MatMulInteger", [shifted, `${name}.qweight`, zeroPoint, zeroPoint], {}, { name: `${p}/MatMulInteger` });
   const stats = g.op("Mul", [rowAbsmax, `${name}.absmax`], {}, { name: `${p}/Stats` });
   const int8Part = half(
     g.op(
@@ -518,7 +519,15 @@ export function emitLlmInt8(g: GraphBuilder, x: string, out: string, name: strin
     g.op(
       "Mul",
       [
-        g.op("Mul", [g.op("Cast", [weightRows], { to: DataType.FLOAT }, { name: `${p}/WeightFloat` }), `${name}.absmax`], {}, { name: `${p}/WeightScale` }),
+        g.op(
+          "Mul",
+          [
+            g.op("Sub", [g.op("Cast", [weightRows], { to: DataType.FLOAT }, { name: `${p}/WeightFloat` }), g.scalar(128)], {}, { name: `${p}/WeightCodes` }),
+            `${name}.absmax`,
+          ],
+          {},
+          { name: `${p}/WeightScale` },
+        ),
         g.scalar(7.874015718698502e-3),
       ],
       {},
