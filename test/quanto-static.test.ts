@@ -76,6 +76,41 @@ describe("quanto static linear layers, as the library computes them", () => {
     });
   }
 
+  it("w8a8's int8 GEMM gives the exact integer sums when codes span the int8 range (no 16-bit saturation)", async () => {
+    // 64 rows of full-range codes against full-range weights: onnxruntime's AVX2 uint8 x int8 kernel
+    // saturates pairs of such products; the emitted form must not.
+    const [m, n, k] = [64, 48, 128];
+    let seed = 5;
+    const random = () => {
+      seed = (seed * 1103515245 + 12345) >>> 0;
+      return seed / 4294967296;
+    };
+    const w = { data: Float32Array.from({ length: n * k }, () => random() * 2 - 1), rows: n, cols: k };
+    const q = quantizeQuantoSymmetric(w, "int8");
+    const inputScale = 0.01;
+    const x = Float32Array.from({ length: m * k }, () => (random() * 2 - 1) * 127 * inputScale);
+    const g = new GraphBuilder("linear");
+    g.input("x", DataType.FLOAT, [m, k]);
+    emitQuantoStatic(g, "x", "y", "layer", q, n, k, "int8", inputScale);
+    g.output("y", DataType.FLOAT, [m, n]);
+    const dir = await tempDir();
+    await writeOnnxModel(g, join(dir, "linear.onnx"), { opset: 21, domains: { "com.microsoft": 1 } });
+    const session = await ort.InferenceSession.create(join(dir, "linear.onnx"), { graphOptimizationLevel: "all" });
+    const got = (await session.run({ x: new ort.Tensor("float32", x, [m, k]) })).y!.data as Float32Array;
+    await session.release();
+    const codes = quantizeActivation(x, inputScale, "int8");
+    assert.ok(Math.max(...codes) >= 120 && Math.min(...codes) <= -120, "codes span the int8 range");
+    let wrong = 0;
+    for (let i = 0; i < m; i++)
+      for (let j = 0; j < n; j++) {
+        let acc = 0;
+        for (let c = 0; c < k; c++) acc += codes[i * k + c]! * q.codes[j * k + c]!;
+        const want = Math.fround(Math.fround(acc) * Math.fround(inputScale * q.scales[j]!));
+        if (got[i * n + j] !== want) wrong++;
+      }
+    assert.equal(wrong, 0, `${wrong} of ${m * n} outputs differ from the exact integer GEMM`);
+  });
+
   it("quantizes activations with quanto's rounding and saturation", () => {
     const x = Float32Array.of(0.05, -0.05, 0.15, 1000, -1000, 0.249, 0.251);
     assert.deepEqual([...quantizeActivation(x, 0.1, "int8")], [0, 0, 2, 127, -128, 2, 3]); // 0.5 and 1.5 round to even

@@ -153,6 +153,7 @@ export const RECIPES: Recipe[] = [
       quantizesProjOut: true,
       quantize: (w) => (weights === "w4" ? quantizeQuantoAffine(w, 4) : quantizeQuantoSymmetric(w, weights === "w8" ? "int8" : "float8")),
       activations,
+      ...(id === "w8a8" ? { graphRevision: 1 } : {}), // 1: uint8 x uint8 MatMulInteger (exact; see numericsRevision)
       ...(activations === "float8" ? { notInBrowser: "float8 tensors (onnxruntime-web registers no float8e4m3fn type)" } : {}),
       notes:
         "the study's static grid: quantize(weights, activations), Calibration() (momentum 0.9, streamline) over greedy decoding of the calibration part, freeze(); outputs stay float",
@@ -233,9 +234,11 @@ export const RECIPES: Recipe[] = [
  * quantization (bnb/*-dq), the absmax offset as torch's float32 mean and the division the CPU kernel does.
  * 3 (bnb/llm-int8): the floating path sums over the outlier columns only; the same terms, in
  * another order, which moves fp16 roundings by one unit in about 0.1 % of a long input's outputs.
+ * 2 (quanto/w8a8): its int8 GEMM as uint8 x uint8, exact; the earlier uint8 x int8 form saturated on AVX2.
  */
 export function numericsRevision(id: string): number | undefined {
   if (id === "bnb/llm-int8") return 3;
+  if (id === "quanto/w8a8") return 2; // 2: exact int32 sums (uint8 x uint8), where onnxruntime's uint8 x int8 kernel saturated on AVX2
   return id.startsWith("hqq/") || (id.startsWith("bnb/") && id.endsWith("-dq")) ? 2 : undefined;
 }
 
