@@ -452,6 +452,27 @@ export function emitTorchDynamic(g: GraphBuilder, x: string, out: string, name: 
 }
 
 /**
+ * int8 codes (float-valued, in [-128, 127]) times a layer's int8 weight codes, as int32 sums. Both
+ * enter MatMulInteger as uint8 offset by 128 with zero point 128: the same sums exactly, on
+ * onnxruntime's u8 x u8 kernel, which widens to 16 bits before it multiplies (its s8 x s8 path is
+ * several times slower on x86 without VNNI, and its u8 x s8 path saturates pairs of products at 16
+ * bits there). Stores `${name}.qweight` [K, N] (uint8, code + 128).
+ */
+export function emitInt8Gemm(g: GraphBuilder, codes: string, name: string, q: QuantizedWeight, n: number, k: number): string {
+  const wT = new Uint8Array(n * k);
+  for (let r = 0; r < n; r++) for (let c = 0; c < k; c++) wT[c * n + r] = q.codes[r * k + c]! + 128;
+  g.initializer(`${name}.qweight`, wT, [k, n], DataType.UINT8);
+  const zeroPoint = g.initializer(`${name}.zero_point`, Uint8Array.of(128), [], DataType.UINT8);
+  const shifted = g.op(
+    "Cast",
+    [g.op("Add", [codes, g.scalar(128)], {}, { name: `${name}/quant/Shift` })],
+    { to: DataType.UINT8 },
+    { name: `${name}/quant/ToUint8` },
+  );
+  return g.op("MatMulInteger", [shifted, `${name}.qweight`, zeroPoint, zeroPoint], {}, { name: `${name}/quant/MatMulInteger` });
+}
+
+/**
  * bitsandbytes LLM.int8 (MatMul8bitLt, threshold 6.0) as its CPU kernels compute it: the input
  * rounded to fp16; elements with |x| >= threshold zeroed before each row's absmax; rows quantized
  * to int8 (round(x * 127 / absmax)), outlier columns zeroed; int8 GEMM (MatMulInteger) rescaled by
@@ -461,14 +482,6 @@ export function emitTorchDynamic(g: GraphBuilder, x: string, out: string, name: 
  */
 export function emitLlmInt8(g: GraphBuilder, x: string, out: string, name: string, q: QuantizedWeight, n: number, k: number, threshold = 6.0): number {
   const p = `${name}/quant`;
-  // Codes enter MatMulInteger as uint8 with zero point 128, weights and activations both: the same
-  // int32 products exactly, on onnxruntime's u8 x u8 kernel, which widens to 16 bits before it
-  // multiplies (its s8 x s8 path is several times slower on x86 without VNNI, and its u8 x s8 path
-  // saturates pairs of products at 16 bits there, which would change the numbers).
-  const wT = new Uint8Array(n * k);
-  for (let r = 0; r < n; r++) for (let c = 0; c < k; c++) wT[c * n + r] = q.codes[r * k + c]! + 128;
-  g.initializer(`${name}.qweight`, wT, [k, n], DataType.UINT8);
-  const zeroPoint = g.initializer(`${name}.zero_point`, Uint8Array.of(128), [], DataType.UINT8);
   g.initializer(`${name}.absmax`, q.scales, [1, n]);
   const half = (v: string, label: string) =>
     g.op("Cast", [g.op("Cast", [v], { to: DataType.FLOAT16 }, { name: `${p}/${label}ToHalf` })], { to: DataType.FLOAT }, { name: `${p}/${label}FromHalf` });
@@ -490,8 +503,7 @@ export function emitLlmInt8(g: GraphBuilder, x: string, out: string, name: strin
     {},
     { name: `${p}/DropOutlierColumns` },
   );
-  const shifted = g.op("Cast", [g.op("Add", [codes, g.scalar(128)], {}, { name: `${p}/Shift` })], { to: DataType.UINT8 }, { name: `${p}/ToUint8` });
-  const acc = g.op("MatMulInteger", [shifted, `${name}.qweight`, zeroPoint, zeroPoint], {}, { name: `${p}/MatMulInteger` });
+  const acc = emitInt8Gemm(g, codes, name, q, n, k);
   const stats = g.op("Mul", [rowAbsmax, `${name}.absmax`], {}, { name: `${p}/Stats` });
   const int8Part = half(
     g.op(

@@ -19,7 +19,7 @@ import { DataType, type GraphBuilder } from "../model/onnx.js";
 import { activationQmax, CALIBRATION_MOMENTUM, type ActivationType } from "../quant/activations.js";
 import type { QuantizedWeight } from "../quant/schemes.js";
 import type { Execution } from "./catalog.js";
-import { emitDequantized, emitMatMulNBits, fitsMatMulNBits } from "./emit.js";
+import { emitDequantized, emitInt8Gemm, emitMatMulNBits, fitsMatMulNBits } from "./emit.js";
 
 /** Graph input of a calibration graph: true on the first call of that graph. */
 export const FIRST_CALL = "calibration_first";
@@ -76,16 +76,8 @@ export function emitQuantoStatic(
   }
   const combined = Float32Array.from(q.scales, (s) => f(inputScale * s)); // output_scales = input._scale * weight._scale
   if (type === "int8" && q.convention === "symmetric") {
-    // int8 x int8 as uint8 x uint8, both offset by 128 with zero point 128: the same int32 sums. Not
-    // uint8 x int8: onnxruntime's AVX2 kernel for that pair saturates adjacent products at 16 bits
-    // (wrong sums once activation codes span the int8 range; AVX-512 VNNI does not).
-    const wT = new Uint8Array(n * k); // [K, N]
-    for (let r = 0; r < n; r++) for (let c = 0; c < k; c++) wT[c * n + r] = q.codes[r * k + c]! + 128;
-    g.initializer(`${name}.qweight`, wT, [k, n], DataType.UINT8);
     g.initializer(`${name}.output_scales`, combined, [n]);
-    const zeroPoint = g.initializer(`${name}.zero_point`, Uint8Array.of(128), [], DataType.UINT8);
-    const shifted = g.op("Cast", [g.op("Add", [codes, g.scalar(128)], {}, { name: `${p}/Offset` })], { to: DataType.UINT8 }, { name: `${p}/ToUint8` });
-    const acc = g.op("MatMulInteger", [shifted, `${name}.qweight`, zeroPoint, zeroPoint], {}, { name: `${name}/quant/MatMulInteger` });
+    const acc = emitInt8Gemm(g, codes, name, q, n, k); // exact int32 sums (not onnxruntime's saturating u8 x s8 path)
     g.op(
       "Mul",
       [g.op("Cast", [acc], { to: DataType.FLOAT }, { name: `${name}/quant/AccFloat` }), `${name}.output_scales`],
