@@ -59,11 +59,11 @@ test-data: build system-deps
 	PTQ_PROGRESS=0 LIBRISPEECH_DIR=$(abspath $(LIBRISPEECH_DIR)) $(NODE) --test --test-concurrency=1 $(DATA_TESTS:%=build/test/%.test.js)
 
 # The study, headless: every notebook in order, executed copies in EXECUTED_DIR, tables and figures
-# in FIGURES_DIR, results (resumable) in data/results. MODELS, SPLITS, LIMIT, RECIPES, MODEL_DIR,
+# in FIGURES_DIR, results (resumable) in data/results. MODELS, SPLITS, LIMIT, RECIPE_LIMITS, RECIPES, MODEL_DIR,
 # LIBRISPEECH_DIR, HUB_URL, CALIBRATION_LIMIT, CALIBRATION_SIZES (chapter 04), PERTURB (size:seed
 # reruns for the noise floor) reach the notebooks through the environment.
 # Models and splits are downloaded on first use (verified, resumable, with progress).
-export MODELS SPLITS LIMIT RECIPES MODEL_DIR HUB_URL CALIBRATION_LIMIT CALIBRATION_SIZES PERTURB SCHEDULER THREADS LIBRISPEECH_DIR LIBRISPEECH_MIRROR LIBRISPEECH_CHECKSUMS
+export MODELS SPLITS LIMIT RECIPE_LIMITS RECIPES MODEL_DIR HUB_URL CALIBRATION_LIMIT CALIBRATION_SIZES PERTURB SCHEDULER THREADS LIBRISPEECH_DIR LIBRISPEECH_MIRROR LIBRISPEECH_CHECKSUMS
 reproduce: build kernel system-deps
 	$(MAKE) --no-print-directory run-notebooks
 

@@ -5,7 +5,8 @@
  *
  * Environment: MODELS (comma-separated hub ids or folders; default openai/whisper-small), SPLITS
  * (default test-clean,test-other), LIMIT (utterances per split; default all of the 90 % evaluation
- * part), RECIPES (default every runnable recipe), MODEL_DIR (a folder holding models by short name,
+ * part), RECIPE_LIMITS (per-recipe limits that replace LIMIT, e.g. hqq/3:100 for recipes that loop),
+ * RECIPES (default every runnable recipe), MODEL_DIR (a folder holding models by short name,
  * used instead of the hub when present), LIBRISPEECH_DIR, HUB_URL, CALIBRATION_LIMIT, RESULTS_DIR,
  * FIGURES_DIR, THREADS, and SMOKE=1 (random-weight model, every output stamped as a smoke run).
  */
@@ -31,6 +32,8 @@ export interface StudyConfig {
   models: string[]; // hub ids or folders, as given
   splits: string[];
   limit: number | undefined;
+  /** RECIPE_LIMITS: utterances for the named recipes instead of LIMIT (loop-prone recipes on fewer). */
+  recipeLimits: Record<string, number>;
   recipes: string[];
   modelDir: string | undefined;
   librispeechDir: string;
@@ -68,6 +71,28 @@ function positive(name: string, value: string | undefined): number | undefined {
   return n;
 }
 
+/** RECIPE_LIMITS=recipe:N,...: each named recipe evaluated on its own first N utterances. */
+function parseRecipeLimits(value: string | undefined): Record<string, number> {
+  const limits: Record<string, number> = {};
+  for (const item of list(value, [])) {
+    const at = item.lastIndexOf(":");
+    const recipe = item.slice(0, at);
+    const n = Number(item.slice(at + 1));
+    const fix = "e.g. RECIPE_LIMITS=hqq/3:100,quanto/w8a8:100 (recipe:utterances), or leave it unset";
+    if (at < 1 || !Number.isInteger(n) || n < 1)
+      throw new KitError(`RECIPE_LIMITS entry '${item}' is not recipe:N with N a positive integer`, { field: "RECIPE_LIMITS", fix });
+    if (!RECIPES_AVAILABLE.includes(recipe))
+      throw new KitError(`RECIPE_LIMITS names '${recipe}', which cannot run`, { field: "RECIPE_LIMITS", fix: `choose from: ${RECIPES_AVAILABLE.join(", ")}` });
+    limits[recipe] = n;
+  }
+  return limits;
+}
+
+/** The number of utterances a recipe is evaluated on: its RECIPE_LIMITS entry, else LIMIT (undefined: all). */
+export function recipeLimit(config: Pick<StudyConfig, "limit" | "recipeLimits">, recipe: string): number | undefined {
+  return config.recipeLimits[recipe] ?? config.limit;
+}
+
 /** Paths in the environment are relative to the repository (a notebook's working directory is notebooks/). */
 function fromRepo(path: string): string {
   return isAbsolute(path) ? path : resolve(repoRoot(), path);
@@ -84,10 +109,12 @@ export function studyConfig(env: NodeJS.ProcessEnv = process.env): StudyConfig {
     if (!RECIPES_AVAILABLE.includes(r))
       throw new KitError(`RECIPES names '${r}', which cannot run`, { field: "RECIPES", fix: `choose from: ${RECIPES_AVAILABLE.join(", ")}` });
   const smoke = env.SMOKE === "1";
+  const recipeLimits = parseRecipeLimits(env.RECIPE_LIMITS);
   return {
     models: list(env.MODELS, ["openai/whisper-small"]).map(modelArgument),
     splits: list(env.SPLITS, ["test-clean", "test-other"]),
     limit: positive("LIMIT", env.LIMIT),
+    recipeLimits,
     recipes,
     modelDir: env.MODEL_DIR ? fromRepo(env.MODEL_DIR) : undefined,
     librispeechDir: env.LIBRISPEECH_DIR ? fromRepo(env.LIBRISPEECH_DIR) : defaultLibriSpeechDir(),
@@ -193,7 +220,13 @@ export function describeConfig(config: StudyConfig): string {
   const models = config.models.map((m) => shortModelName(m)).join(", ");
   return [
     `configuration: ${config.smoke ? "SMOKE (random weights), " : ""}models ${models}`,
-    `splits ${config.splits.join(", ")} (${config.limit ? `first ${config.limit} evaluated` : "the whole evaluation part"})`,
+    `splits ${config.splits.join(", ")} (${config.limit ? `first ${config.limit} evaluated` : "the whole evaluation part"}${
+      Object.keys(config.recipeLimits).length
+        ? `; ${Object.entries(config.recipeLimits)
+            .map(([r, n]) => `${r} on ${n}`)
+            .join(", ")}`
+        : ""
+    })`,
     `${config.recipes.length} recipes`,
     `audio from ${config.librispeechDir}`,
     `results in ${config.resultsDir}`,
@@ -220,7 +253,7 @@ export async function runStudy(config: StudyConfig, request: StudyRequest = {}):
             recipe,
             split,
             librispeechDir: config.librispeechDir,
-            selection: { full: false, ...(config.limit ? { limit: config.limit } : {}) },
+            selection: { full: false, ...(recipeLimit(config, recipe) ? { limit: recipeLimit(config, recipe)! } : {}) },
             ...(noise ? { noise } : {}),
             ...(perturb ? { perturb } : {}),
             ...((request.calibrationLimit ?? config.calibrationLimit) ? { calibrationLimit: request.calibrationLimit ?? config.calibrationLimit } : {}),
@@ -281,8 +314,9 @@ export async function runCalibrationStudy(config: StudyConfig, recipes: string[]
 async function runOnSlurm(config: StudyConfig, jobs: EvalJob[]): Promise<void> {
   const gridable = jobs.filter((j) => !j.options);
   if (gridable.length === 0) return;
-  const conditions = (j: EvalJob) => (j.noise ? `noise ${j.noise.kind}:${j.noise.snrDb}` : j.perturb ? `perturb ${j.perturb.size}:${j.perturb.seed}` : "");
-  // one grid per set of conditions: a grid file crosses models x recipes x splits with its noise and perturbations
+  const conditions = (j: EvalJob) =>
+    `${j.noise ? `noise ${j.noise.kind}:${j.noise.snrDb}` : j.perturb ? `perturb ${j.perturb.size}:${j.perturb.seed}` : ""} limit ${j.selection?.limit ?? "all"}`;
+  // one grid per set of conditions and limit: a grid file crosses models x recipes x splits with its noise, perturbations and limit
   const groups = new Map<string, EvalJob[]>();
   for (const j of gridable) groups.set(conditions(j), [...(groups.get(conditions(j)) ?? []), j]);
   for (const group of groups.values()) {
@@ -294,7 +328,7 @@ async function runOnSlurm(config: StudyConfig, jobs: EvalJob[]): Promise<void> {
       recipes: [...new Set(group.map((j) => j.recipe))],
       splits: [...new Set(group.map((j) => j.split))],
       librispeechDir: config.librispeechDir,
-      ...(config.limit ? { limit: config.limit } : {}),
+      ...(first.selection?.limit ? { limit: first.selection.limit } : {}),
       ...(first.calibrationLimit ? { calibrationLimit: first.calibrationLimit } : {}),
       ...(first.noise ? { noise: [`${first.noise.kind}:${first.noise.snrDb}`] } : {}),
       ...(first.perturb ? { perturb: [`${first.perturb.size}:${first.perturb.seed}`] } : {}),
