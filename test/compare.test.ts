@@ -34,7 +34,7 @@ async function addRun(store: ResultsStore, recipe: string, records: UtteranceRes
     model: { name: "m", weightsSha256: "0" },
     recipe: { id: recipe, options: {} },
     split: "s",
-    utteranceIds: ids,
+    utteranceIds: records.map((r) => r.id),
     decoding: {},
     conditions: {},
     kitVersion: "test",
@@ -80,6 +80,27 @@ describe("ptq compare", () => {
     const table = comparisonMarkdown(rows);
     assert.match(table, /\| worse \| 200 \|.* worse \|/);
     assert.doesNotMatch(table, /\| same \|.*(worse|better) \|/);
+  });
+
+  it("pairs each recipe with the fp32 run that shares most of its utterances (a store may hold fp32 at two limits)", async () => {
+    const random = seededRandom(5);
+    const base = ids.map((id) => result(id, 20, Math.floor(random() * 3)));
+    const few = N / 4;
+    const worse = base.map((r, i) => (i % 5 === 0 ? result(r.id, 20, r.words.substitutions + 2) : r));
+    for (const order of [
+      ["short", "long"],
+      ["long", "short"],
+    ]) {
+      const store = new ResultsStore(await tempDir());
+      for (const which of order) await addRun(store, "fp32", which === "short" ? base.slice(0, few) : base);
+      await addRun(store, "worse", worse);
+      await addRun(store, "worse-on-few", worse.slice(0, few));
+      const rows = await compareRuns(store.dir);
+      const by = new Map(rows.map((r) => [r.recipe, r]));
+      assert.deepEqual(rows.map((r) => r.recipe).sort(), ["worse", "worse-on-few"], "the second fp32 run is a baseline, not a compared recipe");
+      assert.equal(by.get("worse")!.utterances, N, `order ${order}: paired on all ${N}, not on the ${few} of the shorter fp32 run`);
+      assert.equal(by.get("worse-on-few")!.utterances, few);
+    }
   });
 
   it("run summaries carry 95 % intervals over utterances and over speakers", async () => {

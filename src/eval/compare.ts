@@ -77,6 +77,15 @@ export async function compareRuns(storeDir: string, options: CompareOptions = {}
   return compareLoadedRuns(await loadRuns(storeDir), options);
 }
 
+/**
+ * The baseline run to pair with: the one sharing most of the run's utterances, then the larger
+ * (a store can hold fp32 at 300 and at 100 utterances; a recipe on 300 must not be paired on 100).
+ */
+function closestBaseline(run: LoadedRun, bases: readonly LoadedRun[]): LoadedRun {
+  const shared = (b: LoadedRun) => [...run.records.keys()].filter((id) => b.records.has(id)).length;
+  return bases.map((b) => ({ b, n: shared(b) })).reduce((best, c) => (c.n > best.n || (c.n === best.n && c.b.records.size > best.b.records.size) ? c : best)).b;
+}
+
 export function compareLoadedRuns(all: readonly LoadedRun[], options: CompareOptions = {}): Comparison[] {
   const baseline = options.baseline ?? "fp32";
   const bootstrap = { seed: options.seed ?? 1, resamples: options.resamples ?? 2000 };
@@ -97,11 +106,12 @@ export function compareLoadedRuns(all: readonly LoadedRun[], options: CompareOpt
   for (const r of runs) groups.set(groupOf(r), [...(groups.get(groupOf(r)) ?? []), r]);
   const out: Comparison[] = [];
   for (const members of groups.values()) {
-    const base = members.find((r) => (byRuntime ? r.summary.spec.conditions.runtime === undefined : r.summary.spec.recipe.id === baseline));
-    if (!base) continue;
+    const bases = members.filter((r) => (byRuntime ? r.summary.spec.conditions.runtime === undefined : r.summary.spec.recipe.id === baseline));
+    if (bases.length === 0) continue;
     const rows: Comparison[] = [];
     for (const run of members) {
-      if (run === base) continue;
+      if (bases.includes(run)) continue;
+      const base = closestBaseline(run, bases);
       const ids = [...run.records.keys()].filter((id) => base.records.has(id));
       if (ids.length === 0) continue;
       const a = ids.map((id) => counts(run.records.get(id)!));
