@@ -125,6 +125,15 @@ describe("uncertainty in the report", () => {
     assert.match((f8.layout.xaxis as { title: { text: string } }).title.text, /\(percentage points\)/);
   });
 
+  it("F8 labels a run paired on fewer utterances than the rest of its panel with its count", async () => {
+    const runs = baseRuns();
+    const loops = runs[1]!.utterances.slice(0, 20).map((u) => utterance(u.id, u.words.substitutions + 15, 20, `loop ${u.id}`));
+    const rows = await loadResultRows(await writeStore([...runs, { key: "w3", recipe: "hqq/3", utterances: loops }]));
+    const labels = pairedDifferenceFigure(rows, null).data.flatMap((d) => (d.y as string[]) ?? []);
+    assert.ok(labels.includes("hqq/3, 20 utt."), JSON.stringify(labels));
+    assert.ok(labels.includes("hqq/4") && labels.includes("quanto/w8"), "runs on the usual count keep their plain label");
+  });
+
   it("a chapter names what differs beyond the noise, what does not, the best trade-off, and the study's claims", async () => {
     const rows = await loadResultRows(await writeStore(baseRuns()));
     const text = chapterFindings(rows);

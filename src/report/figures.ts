@@ -406,6 +406,13 @@ export function sensitivityFigure(points: SensitivityPoint[], recipe: string, sm
   return { id: "F6-layer-sensitivity", title: "Per-layer sensitivity", data, layout, width: 1100, height: 520 };
 }
 
+/** The most frequent value (the smaller one on a tie). */
+function modalValue(values: readonly number[]): number | undefined {
+  const counts = new Map<number, number>();
+  for (const v of values) counts.set(v, (counts.get(v) ?? 0) + 1);
+  return [...counts].sort((a, b) => b[1] - a[1] || a[0] - b[0])[0]?.[0];
+}
+
 /** Differences beyond this many points are drawn at the edge with their value: collapsed recipes would squeeze the rest to a line. */
 const DIFFERENCE_AXIS_CAP = 40;
 
@@ -421,10 +428,12 @@ export function pairedDifferenceFigure(rows: ResultRow[], smoke: string | null):
   // one category per run: the recipe, with the model where there are several and the calibration size where a recipe ran with several
   const base = (r: ResultRow) => (models.length > 1 ? `${r.model} ${r.recipe}` : r.recipe);
   const repeated = new Set(rs.filter((r, i) => rs.findIndex((x) => x.split === r.split && base(x) === base(r)) !== i).map((r) => `${r.split}\u0000${base(r)}`));
+  // a run paired on fewer utterances than most of its panel (loop-prone recipes) says so in its label
+  const usual = new Map(splits.map((split) => [split, modalValue(rs.filter((r) => r.split === split).map((r) => r.versusFp32!.utterances))]));
   const label = (r: ResultRow) =>
-    repeated.has(`${r.split}\u0000${base(r)}`)
+    (repeated.has(`${r.split}\u0000${base(r)}`)
       ? `${base(r)} (${calibrationUtterances(r) !== null ? `calibrated on ${calibrationUtterances(r)}` : r.key.slice(0, 6)})`
-      : base(r);
+      : base(r)) + (r.versusFp32!.utterances !== usual.get(r.split) ? `, ${r.versusFp32!.utterances} utt.` : "");
   const ps = panels(Math.max(1, splits.length), 0.22);
   const data: Array<Record<string, unknown>> = [];
   const onScale = (r: ResultRow) => Math.abs(r.versusFp32!.difference) <= DIFFERENCE_AXIS_CAP;
