@@ -12,7 +12,7 @@ import { describe, it } from "node:test";
 import { readGrid, storeModelName } from "../src/eval/jobs.js";
 import type { RunSummary, UtteranceResult } from "../src/eval/results-store.js";
 import { calibrationSizeFigure, pairedDifferenceFigure, sensitivityFigure, werVsSnrFigure } from "../src/report/figures.js";
-import { beyondStudyFindings, chapterFindings, claimFindings } from "../src/report/findings.js";
+import { beyondStudyFindings, calibrationFindings, chapterFindings, claimFindings } from "../src/report/findings.js";
 import { loadResultRows } from "../src/report/rows.js";
 import { calibrationSizeTable, mainResultsTable, noiseFloorTable } from "../src/report/tables.js";
 import { KitError } from "../src/util/errors.js";
@@ -230,6 +230,24 @@ describe("uncertainty in the report", () => {
     const f9 = calibrationSizeFigure(rows, null);
     assert.deepEqual(f9.data[0]!.x, [2, 5, 10]);
     assert.ok((f9.data[0]!.error_y as { array: number[] }).array.every((v) => v >= 0));
+  });
+
+  it("chapter 04's calibration text says whether the smallest and largest calibration sizes are apart", async () => {
+    const runs = baseRuns();
+    const fp32 = runs[0]!.utterances;
+    const worse = fp32.map((u) => utterance(u.id, u.words.substitutions + 6, 20, `bad ${u.id}`));
+    const source = (n: number) => `test-other calibration part: ${n} utterances, a .. b`;
+    runs.push({ key: "a2", recipe: "quanto/w8a8", utterances: worse, calibration: source(2) });
+    runs.push({ key: "a10", recipe: "quanto/w8a8", utterances: fp32, calibration: source(10) });
+    runs.push({ key: "b2", recipe: "pytorch/static-int8", utterances: worse, calibration: source(2) });
+    runs.push({ key: "b10", recipe: "pytorch/static-int8", utterances: worse.map((u, i) => (i === 0 ? fp32[0]! : u)), calibration: source(10) });
+    const text = calibrationFindings(await loadResultRows(await writeStore(runs)));
+    assert.match(
+      text,
+      /quanto\/w8a8 [^\n]*2 calibration utterances [\d.]+ %[^\n]*10 calibration utterances[^\n]*are apart: more calibration utterances lower WER here/,
+    );
+    assert.match(text, /pytorch\/static-int8 [^\n]*overlap: this run shows no effect of the calibration size/);
+    assert.match(calibrationFindings((await loadResultRows(await writeStore(baseRuns()))).slice()), /No static recipe was calibrated/);
   });
 
   it("a grid file asks for perturbed reruns; a malformed one is refused naming the field", async () => {

@@ -3,8 +3,7 @@
  * (pure functions; src/report/write.ts renders them to HTML, PNG and SVG). Every axis names its
  * unit; a smoke run carries a stamp across the plot.
  */
-import { cleanRows, type ResultRow } from "./rows.js";
-import { calibrationUtterances } from "./tables.js";
+import { calibrationUtterances, cleanRows, type ResultRow } from "./rows.js";
 
 export interface Figure {
   id: string; // file stem: figures/<id>.html|png|svg

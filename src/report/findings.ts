@@ -4,7 +4,7 @@
  * finding only where its Holm-corrected paired test says so, and a plain "too few to tell" is
  * written where the intervals are too wide to say anything.
  */
-import { cleanRows, type ResultRow } from "./rows.js";
+import { calibrationUtterances, cleanRows, type ResultRow } from "./rows.js";
 
 const f2 = (v: number) => v.toFixed(2);
 const signed = (v: number) => (v > 0 ? `+${f2(v)}` : f2(v));
@@ -128,8 +128,9 @@ export function claimFindings(rows: readonly ResultRow[]): string {
     const bySplit = clean(rows).filter((r) => r.recipe === recipe && r.versusFp32 !== null);
     const models = [...new Set(bySplit.map((r) => r.model))];
     for (const model of models) {
-      const other = bySplit.find((r) => r.model === model && r.split.includes("other"));
-      const easy = bySplit.find((r) => r.model === model && r.split.includes("clean"));
+      // exactly the two test sets: train-clean-5 is "clean" too, but not the study's comparison
+      const other = bySplit.find((r) => r.model === model && r.split === "test-other");
+      const easy = bySplit.find((r) => r.model === model && r.split === "test-clean");
       if (!other || !easy) continue;
       const [a, b] = [other.versusFp32!, easy.versusFp32!];
       const apart = a.low > b.high || b.low > a.high;
@@ -148,6 +149,35 @@ export function claimFindings(rows: readonly ResultRow[]): string {
 }
 
 const intervalsApart = (a: { low: number; high: number }, b: { low: number; high: number }) => a.low > b.high || b.low > a.high;
+
+/**
+ * What chapter 04's calibration study found: per static recipe, its WER at each calibration size
+ * with intervals and loops, and whether the smallest and the largest size are apart (intervals
+ * that do not overlap) or the run cannot tell.
+ */
+export function calibrationFindings(rows: readonly ResultRow[]): string {
+  const sized = clean(rows).filter((r) => calibrationUtterances(r) !== null);
+  const lines: string[] = [];
+  const keys = [...new Set(sized.map((r) => `${r.model}\u0000${r.split}\u0000${r.recipe}`))].sort();
+  for (const k of keys) {
+    const runs = sized.filter((r) => `${r.model}\u0000${r.split}\u0000${r.recipe}` === k).sort((a, b) => calibrationUtterances(a)! - calibrationUtterances(b)!);
+    const [first, last] = [runs[0]!, runs.at(-1)!];
+    const head = `- *${first.recipe} (${first.model}, ${first.split}, ${first.utterances} utterances)*:`;
+    const points = runs
+      .map((r) => `${calibrationUtterances(r)} calibration utterances ${f2(r.wer)} % (95 % CI ${f2(r.werLow)}-${f2(r.werHigh)}, ${r.runaways} runaway loops)`)
+      .join("; ");
+    if (runs.length < 2) {
+      lines.push(`${head} ${points}; one calibration size only, so no effect of the size can be read.`);
+      continue;
+    }
+    const apart = intervalsApart({ low: first.werLow, high: first.werHigh }, { low: last.werLow, high: last.werHigh });
+    const verdict = !apart
+      ? `the intervals at ${calibrationUtterances(first)} and ${calibrationUtterances(last)} overlap: this run shows no effect of the calibration size`
+      : `the intervals at ${calibrationUtterances(first)} and ${calibrationUtterances(last)} are apart: more calibration utterances ${last.wer < first.wer ? "lower" : "raise"} WER here`;
+    lines.push(`${head} ${points}; ${verdict}.`);
+  }
+  return lines.length ? lines.join("\n") : "- No static recipe was calibrated at more than one size in this run.";
+}
 
 /** Chapter 09's inputs: clean and noisy runs of a few recipes, one run per block quantized alone, and the mixed-precision pair. */
 export interface BeyondStudyRows {

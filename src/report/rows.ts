@@ -60,6 +60,12 @@ const num = (v: unknown): number | null =>
 export const cleanRows = <T extends Pick<ResultRow, "noise" | "perturb" | "runtime">>(rows: readonly T[]): T[] =>
   rows.filter((r) => r.noise === null && r.perturb === null && r.runtime === "kit");
 
+/** The number of calibration utterances a static run's source names ("...: 10 utterances, ..."). */
+export function calibrationUtterances(r: ResultRow): number | null {
+  const m = r.calibration?.match(/: (\d+) utterances/);
+  return m ? Number(m[1]) : null;
+}
+
 /** One row per run key (the latest summary wins: a rerun with --force replaces the earlier one). */
 export async function loadResultRows(storeDir: string): Promise<ResultRow[]> {
   const runs = await loadRuns(storeDir);

@@ -4,7 +4,7 @@
  * weights x activations grid, T4 model size side by side.
  */
 import { RECIPES } from "../recipes/catalog.js";
-import { cleanRows, type ResultRow } from "./rows.js";
+import { calibrationUtterances, cleanRows, type ResultRow } from "./rows.js";
 
 export type Cell = string | number | null;
 
@@ -263,12 +263,6 @@ export function noiseFloorTable(rows: ResultRow[]): Table {
       "WER range: over the unperturbed run and every perturbed one, on the utterances all of them finished; identical transcripts: against the unperturbed run.",
     ],
   };
-}
-
-/** The number of calibration utterances a static run's source names ("...: 10 utterances, ..."). */
-export function calibrationUtterances(r: ResultRow): number | null {
-  const m = r.calibration?.match(/: (\d+) utterances/);
-  return m ? Number(m[1]) : null;
 }
 
 /** T12: static recipes' WER against the number of calibration utterances, with intervals. */
