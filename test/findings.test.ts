@@ -125,6 +125,25 @@ describe("uncertainty in the report", () => {
     assert.match((f8.layout.xaxis as { title: { text: string } }).title.text, /\(percentage points\)/);
   });
 
+  it("a finding carried by runaway loops says so, with the difference without them", async () => {
+    const runs = baseRuns();
+    const loops = (n: number) => runs[0]!.utterances.map((u, i) => (i < n ? { ...utterance(u.id, 200, 20, "la la la"), tokens: 448 } : u));
+    const rows = await loadResultRows(
+      await writeStore([...runs, { key: "nf4", recipe: "bnb/nf4", utterances: loops(8) }, { key: "fp4", recipe: "bnb/fp4", utterances: loops(1) }]),
+    );
+    const text = chapterFindings(rows);
+    assert.match(
+      text,
+      /Worse[^\n]*bnb\/nf4 \+[\d.]+ points \(95 % CI [^)]*, 60 utterances\) \(8 utterances with a runaway loop; without them 0\.00, 95 % CI 0\.00 to 0\.00, 52 utterances\)/,
+    );
+    assert.match(
+      text,
+      /Not distinguishable[^\n]*bnb\/fp4 \+[\d.]+ \(1 utterance with a runaway loop; without it 0\.00/,
+      "one loop in 60: not a finding, and said why the number is large",
+    );
+    assert.doesNotMatch(text, /hqq\/4 [^;]*runaway/, "no loops, no note");
+  });
+
   it("F8 labels a run paired on fewer utterances than the rest of its panel with its count", async () => {
     const runs = baseRuns();
     const loops = runs[1]!.utterances.slice(0, 20).map((u) => utterance(u.id, u.words.substitutions + 15, 20, `loop ${u.id}`));

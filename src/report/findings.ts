@@ -19,6 +19,14 @@ export function differenceText(r: ResultRow): string {
   return `${signed(v.difference)} points (95 % CI ${f2(v.low)} to ${f2(v.high)}, ${v.utterances} utterances)`;
 }
 
+/** Where runaway loops are in a comparison, the difference without them: a loop can carry a whole finding. */
+function withoutLoopsText(r: ResultRow): string {
+  const w = r.versusFp32!.withoutRunaways;
+  if (w.utterances === r.versusFp32!.utterances || !Number.isFinite(w.difference)) return "";
+  const loops = r.versusFp32!.utterances - w.utterances;
+  return ` (${loops} ${loops === 1 ? "utterance" : "utterances"} with a runaway loop; without ${loops === 1 ? "it" : "them"} ${signed(w.difference)}, 95 % CI ${f2(w.low)} to ${f2(w.high)}, ${w.utterances} utterances)`;
+}
+
 function groups(rows: readonly ResultRow[]): Array<{ model: string; split: string; rows: ResultRow[] }> {
   const out = new Map<string, { model: string; split: string; rows: ResultRow[] }>();
   for (const r of clean(rows)) {
@@ -54,11 +62,12 @@ export function chapterFindings(rows: readonly ResultRow[]): string {
     const better = compared.filter((r) => r.versusFp32!.significant && r.versusFp32!.difference < 0);
     const noise = compared.filter((r) => !r.versusFp32!.significant);
     const parts = [`fp32 WER ${f2(base.wer)} % (95 % CI ${f2(base.werLow)}-${f2(base.werHigh)}, ${base.utterances} utterances).`];
-    if (worse.length) parts.push(`Worse than fp32 beyond the noise: ${worse.map((r) => `${r.recipe} ${differenceText(r)}`).join("; ")}.`);
-    if (better.length) parts.push(`Better than fp32 beyond the noise: ${better.map((r) => `${r.recipe} ${differenceText(r)}`).join("; ")}.`);
+    if (worse.length) parts.push(`Worse than fp32 beyond the noise: ${worse.map((r) => `${r.recipe} ${differenceText(r)}${withoutLoopsText(r)}`).join("; ")}.`);
+    if (better.length)
+      parts.push(`Better than fp32 beyond the noise: ${better.map((r) => `${r.recipe} ${differenceText(r)}${withoutLoopsText(r)}`).join("; ")}.`);
     if (noise.length)
       parts.push(
-        `Not distinguishable from fp32 (interval includes 0 after Holm's correction): ${noise.map((r) => `${r.recipe} ${signed(r.versusFp32!.difference)}`).join(", ")}.`,
+        `Not distinguishable from fp32 (interval includes 0 after Holm's correction): ${noise.map((r) => `${r.recipe} ${signed(r.versusFp32!.difference)}${withoutLoopsText(r)}`).join(", ")}.`,
       );
     const safe = compared.filter((r) => !(r.versusFp32!.significant && r.versusFp32!.difference > 0) && r.parameterMB !== null);
     const smallest = safe.sort((a, b) => a.parameterMB! - b.parameterMB!)[0];
