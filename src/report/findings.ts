@@ -167,9 +167,9 @@ const intervalsApart = (a: { low: number; high: number }, b: { low: number; high
 export function calibrationFindings(rows: readonly ResultRow[]): string {
   const sized = clean(rows).filter((r) => calibrationUtterances(r) !== null);
   const lines: string[] = [];
-  const keys = [...new Set(sized.map((r) => `${r.model}\u0000${r.split}\u0000${r.recipe}`))].sort();
-  for (const k of keys) {
-    const runs = sized.filter((r) => `${r.model}\u0000${r.split}\u0000${r.recipe}` === k).sort((a, b) => calibrationUtterances(a)! - calibrationUtterances(b)!);
+  const keyOf = (r: ResultRow) => `${r.model}\u0000${r.split}\u0000${r.recipe}`;
+  for (const k of [...new Set(sized.map(keyOf))].sort()) {
+    const runs = sized.filter((r) => keyOf(r) === k).sort((a, b) => calibrationUtterances(a)! - calibrationUtterances(b)!);
     const [first, last] = [runs[0]!, runs.at(-1)!];
     const head = `- *${first.recipe} (${first.model}, ${first.split}, ${first.utterances} utterances)*:`;
     const points = runs

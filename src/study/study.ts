@@ -242,6 +242,7 @@ export async function runStudy(config: StudyConfig, request: StudyRequest = {}):
   const jobs: EvalJob[] = [];
   for (const model of request.models ?? config.models) {
     for (const recipe of request.recipes ?? config.recipes) {
+      const limit = recipeLimit(config, recipe);
       for (const split of request.splits ?? config.splits) {
         const perturbations = request.noise ? [] : (request.perturb ?? config.perturb);
         const conditions: Array<{ noise?: NoiseSpec; perturb?: Perturbation }> = request.noise
@@ -253,7 +254,7 @@ export async function runStudy(config: StudyConfig, request: StudyRequest = {}):
             recipe,
             split,
             librispeechDir: config.librispeechDir,
-            selection: { full: false, ...(recipeLimit(config, recipe) ? { limit: recipeLimit(config, recipe)! } : {}) },
+            selection: { full: false, ...(limit ? { limit } : {}) },
             ...(noise ? { noise } : {}),
             ...(perturb ? { perturb } : {}),
             ...((request.calibrationLimit ?? config.calibrationLimit) ? { calibrationLimit: request.calibrationLimit ?? config.calibrationLimit } : {}),
