@@ -29,10 +29,10 @@ function result(id: string, words: number, errors: number, tokens = 30): Utteran
   };
 }
 
-async function addRun(store: ResultsStore, recipe: string, records: UtteranceResult[]): Promise<void> {
+async function addRun(store: ResultsStore, recipe: string, records: UtteranceResult[], options: Record<string, unknown> = {}): Promise<void> {
   const spec: RunSpec = {
     model: { name: "m", weightsSha256: "0" },
-    recipe: { id: recipe, options: {} },
+    recipe: { id: recipe, options },
     split: "s",
     utteranceIds: records.map((r) => r.id),
     decoding: {},
@@ -101,6 +101,18 @@ describe("ptq compare", () => {
       assert.equal(by.get("worse")!.utterances, N, `order ${order}: paired on all ${N}, not on the ${few} of the shorter fp32 run`);
       assert.equal(by.get("worse-on-few")!.utterances, few);
     }
+  });
+
+  it("names a static recipe's calibration size, so two calibrations never read as one recipe twice", async () => {
+    const base = ids.map((id) => result(id, 20, 1));
+    const store = new ResultsStore(await tempDir());
+    await addRun(store, "fp32", base);
+    for (const n of [5, 10]) await addRun(store, "static", base, { calibration: `s calibration part: ${n} utterances, a .. b` });
+    const rows = await compareRuns(store.dir);
+    assert.deepEqual(rows.map((r) => r.calibrationUtterances).sort(), [10, 5]);
+    const table = comparisonMarkdown(rows);
+    assert.match(table, /\| static \(calibrated on 5\) \|/);
+    assert.match(table, /\| static \(calibrated on 10\) \|/);
   });
 
   it("run summaries carry 95 % intervals over utterances and over speakers", async () => {

@@ -168,6 +168,22 @@ describe("report", () => {
     assert.deepEqual(["8", "8 (float8 e4m3fn)", "4", "8 x float8", "32"].map(weightBits), [8, 8, 4, null, 32]);
   });
 
+  it("F2 draws one panel per model: no line joins two models, each panel has its own fp32", async () => {
+    const rows = await loadResultRows(await store());
+    const other = rows.map((r) => ({ ...r, model: "whisper-other", wer: r.wer * 2 }));
+    const fig = werVsBitsFigure([...rows, ...other], null);
+    const panelOf = (d: Record<string, unknown>) => (d.xaxis as string) ?? "x";
+    assert.deepEqual([...new Set(fig.data.map(panelOf))].sort(), ["x", "x2"]);
+    for (const d of fig.data.filter((t) => t.mode === "lines+markers")) {
+      const models = new Set((d.text as string[]).map((t) => t.split(" ")[0]));
+      assert.equal(models.size, 1, `${d.name as string} joins ${[...models].join(", ")}`);
+    }
+    const baselines = fig.data.filter((t) => String(t.name).startsWith("fp32 baseline"));
+    const fp32 = rows.find((r) => r.recipe === "fp32")!;
+    const y = (panel: string) => baselines.filter((b) => panelOf(b) === panel && String(b.name).endsWith(fp32.split)).map((b) => (b.y as number[])[0]);
+    assert.deepEqual([y("x"), y("x2")].sort(), [[fp32.wer], [fp32.wer * 2]].sort());
+  });
+
   it("a Markdown chapter becomes markdown and code cells; a failing cell is found and named", () => {
     const nb = markdownToNotebook("# Title\n\ntext\n\n```ts\nconst a = 1;\na\n```\n\nafter\n", "00-x") as {
       cells: Array<{ cell_type: string; source: string[] }>;

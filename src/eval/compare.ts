@@ -18,6 +18,7 @@ export interface Comparison {
   split: string;
   conditions: string; // "" for clean audio
   recipe: string;
+  calibrationUtterances: number | null; // static recipes: how many utterances calibrated this run
   baseline: string;
   utterances: number;
   wer: number; // percent
@@ -135,6 +136,7 @@ export function compareLoadedRuns(all: readonly LoadedRun[], options: CompareOpt
           .map(([k, v]) => `${k}=${v}`)
           .join(","),
         recipe: s.recipe.id,
+        calibrationUtterances: calibrationCount(s.recipe.options.calibration),
         baseline: byRuntime ? "kit runtime" : baseline,
         utterances: ids.length,
         wer: w.estimate,
@@ -163,6 +165,16 @@ export function compareLoadedRuns(all: readonly LoadedRun[], options: CompareOpt
   return out;
 }
 
+/** The count in a calibration source ("test-other calibration part: 10 utterances, ..."); null when none. */
+export function calibrationCount(source: unknown): number | null {
+  const m = typeof source === "string" ? source.match(/: (\d+) utterances/) : null;
+  return m ? Number(m[1]) : null;
+}
+
+/** The recipe as a table names it: a static run says how many utterances calibrated it, so two calibrations never read as one recipe twice. */
+export const recipeLabel = (r: Pick<Comparison, "recipe" | "calibrationUtterances">): string =>
+  r.calibrationUtterances === null ? r.recipe : `${r.recipe} (calibrated on ${r.calibrationUtterances})`;
+
 const f2 = (x: number) => (Number.isFinite(x) ? x.toFixed(2) : "-");
 const pText = (p: number) => (!Number.isFinite(p) ? "-" : p < 0.001 ? "< 0.001" : p.toFixed(3));
 
@@ -176,7 +188,7 @@ export function comparisonMarkdown(rows: readonly Comparison[]): string {
     const mark = r.significant ? (r.difference > 0 ? " worse" : " better") : "";
     const calm = r.withoutRunaways;
     lines.push(
-      `| ${r.model} | ${r.split} | ${r.conditions || "clean"} | ${r.recipe} | ${r.utterances} | ${f2(r.wer)} (${f2(r.werLow)}-${f2(r.werHigh)}) | ${f2(r.baselineWer)} | ${f2(r.difference)} (${f2(r.low)}, ${f2(r.high)})${mark} | ${pText(r.pHolm)} | ${r.runaways} / ${r.baselineRunaways} | ${f2(calm.difference)} (${f2(calm.low)}, ${f2(calm.high)}) on ${calm.utterances} | ${r.identical} |`,
+      `| ${r.model} | ${r.split} | ${r.conditions || "clean"} | ${recipeLabel(r)} | ${r.utterances} | ${f2(r.wer)} (${f2(r.werLow)}-${f2(r.werHigh)}) | ${f2(r.baselineWer)} | ${f2(r.difference)} (${f2(r.low)}, ${f2(r.high)})${mark} | ${pText(r.pHolm)} | ${r.runaways} / ${r.baselineRunaways} | ${f2(calm.difference)} (${f2(calm.low)}, ${f2(calm.high)}) on ${calm.utterances} | ${r.identical} |`,
     );
   }
   return lines.join("\n");

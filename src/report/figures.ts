@@ -180,45 +180,67 @@ export function weightBits(bits: string): number | null {
   return Number.isFinite(n) ? n : null;
 }
 
+/** One panel per model: a method's line never joins two models' points, and each panel has its own fp32. */
 export function werVsBitsFigure(rows: ResultRow[], smoke: string | null): Figure {
   const rs = clean(rows).filter((r) => weightBits(r.bits) !== null);
   const splits = [...new Set(rs.map((r) => r.split))].sort();
+  const models = [...new Set(rs.map((r) => r.model))].sort();
+  const ps = panels(Math.max(1, models.length));
   const data: Array<Record<string, unknown>> = [];
   const methods = [...new Set(rs.filter((r) => r.recipe !== "fp32").map((r) => `${r.library} ${r.scheme}`))];
-  methods.forEach((method, mi) => {
-    splits.forEach((split, si) => {
-      const pts = rs.filter((r) => `${r.library} ${r.scheme}` === method && r.split === split).sort((a, b) => weightBits(b.bits)! - weightBits(a.bits)!);
-      if (!pts.length) return;
-      data.push({
-        type: "scatter",
-        mode: "lines+markers",
-        name: `${method}, ${split}`,
-        x: pts.map((r) => weightBits(r.bits)),
-        y: pts.map((r) => r.wer),
-        error_y: { ...werErrorBars(pts), color: PALETTE[mi % PALETTE.length] },
-        text: pts.map((r) => `${r.model} ${r.recipe} (95 % CI ${r.werLow.toFixed(2)}-${r.werHigh.toFixed(2)})`),
-        hovertemplate: "%{text}<br>%{x} bits, WER %{y:.2f} %<extra></extra>",
-        line: { color: PALETTE[mi % PALETTE.length], dash: si === 0 ? "solid" : si === 1 ? "dash" : "dot" },
-        marker: { size: 8, symbol: si === 0 ? "circle" : "diamond" },
+  const dash = (si: number) => (si === 0 ? "solid" : si === 1 ? "dash" : "dot");
+  models.forEach((model, pi) => {
+    const here = rs.filter((r) => r.model === model);
+    methods.forEach((method, mi) => {
+      splits.forEach((split, si) => {
+        const pts = here.filter((r) => `${r.library} ${r.scheme}` === method && r.split === split).sort((a, b) => weightBits(b.bits)! - weightBits(a.bits)!);
+        if (!pts.length) return;
+        const name = `${method}, ${split}`;
+        data.push({
+          type: "scatter",
+          mode: "lines+markers",
+          name,
+          legendgroup: name,
+          showlegend: !data.some((d) => d.legendgroup === name),
+          x: pts.map((r) => weightBits(r.bits)),
+          y: pts.map((r) => r.wer),
+          error_y: { ...werErrorBars(pts), color: PALETTE[mi % PALETTE.length] },
+          text: pts.map((r) => `${r.model} ${r.recipe} (95 % CI ${r.werLow.toFixed(2)}-${r.werHigh.toFixed(2)})`),
+          hovertemplate: "%{text}<br>%{x} bits, WER %{y:.2f} %<extra></extra>",
+          line: { color: PALETTE[mi % PALETTE.length], dash: dash(si) },
+          marker: { size: 8, symbol: si === 0 ? "circle" : "diamond" },
+          xaxis: ps[pi]!.x,
+          yaxis: ps[pi]!.y,
+        });
       });
     });
-  });
-  for (const [si, split] of splits.entries()) {
-    const base = rs.find((r) => r.recipe === "fp32" && r.split === split);
-    if (base)
+    for (const [si, split] of splits.entries()) {
+      const base = here.find((r) => r.recipe === "fp32" && r.split === split);
+      if (!base) continue;
+      const name = `fp32 baseline, ${split}`;
       data.push({
         type: "scatter",
         mode: "lines",
-        name: `fp32 baseline, ${split}`,
+        name,
+        legendgroup: name,
+        showlegend: !data.some((d) => d.legendgroup === name),
         x: [1, 8],
         y: [base.wer, base.wer],
-        line: { color: "#222", dash: si === 0 ? "solid" : "dash", width: 1 },
+        line: { color: "#222", dash: dash(si), width: 1 },
+        xaxis: ps[pi]!.x,
+        yaxis: ps[pi]!.y,
       });
-  }
-  const layout = baseLayout("F2. WER (95 % CI bars) against weight bit width, per method (solid: first split, dashed: second)", smoke);
-  layout.xaxis = axis("weight bit width (bits)", { tickvals: [1, 2, 3, 4, 8], type: "linear", range: [0.5, 8.5] });
-  layout.yaxis = axis("WER (%)", LOG_WER_TICKS);
-  return { id: "F2-wer-vs-bits", title: "WER against bit width", data, layout, width: 1100, height: 560 };
+    }
+  });
+  const layout = baseLayout(
+    `F2. WER (95 % CI bars) against weight bit width, per method and model (${splits.map((s, i) => `${dash(i)}: ${s}`).join(", ")})`,
+    smoke,
+  );
+  panelAxes(layout, ps, ["weight bit width (bits)"], "WER (%)", models, {
+    x: { tickvals: [1, 2, 3, 4, 8], type: "linear", range: [0.5, 8.5] },
+    y: LOG_WER_TICKS,
+  });
+  return { id: "F2-wer-vs-bits", title: "WER against bit width", data, layout, width: 1100 + 300 * Math.max(0, models.length - 1), height: 560 };
 }
 
 export function speedMemoryFigure(rows: ResultRow[], smoke: string | null): Figure {

@@ -4,7 +4,15 @@
  * another machine, or merged from shards, renders the same way.
  */
 import { werInterval } from "../eval/bootstrap.js";
-import { compareLoadedRuns, loadRuns, perturbationSpreads, RUNAWAY_TOKENS, shortModelName, type PerturbationSpread } from "../eval/compare.js";
+import {
+  calibrationCount,
+  compareLoadedRuns,
+  loadRuns,
+  perturbationSpreads,
+  RUNAWAY_TOKENS,
+  shortModelName,
+  type PerturbationSpread,
+} from "../eval/compare.js";
 import type { UtteranceResult } from "../eval/results-store.js";
 import { RECIPES } from "../recipes/catalog.js";
 
@@ -62,8 +70,7 @@ export const cleanRows = <T extends Pick<ResultRow, "noise" | "perturb" | "runti
 
 /** The number of calibration utterances a static run's source names ("...: 10 utterances, ..."). */
 export function calibrationUtterances(r: ResultRow): number | null {
-  const m = r.calibration?.match(/: (\d+) utterances/);
-  return m ? Number(m[1]) : null;
+  return calibrationCount(r.calibration);
 }
 
 /** One row per run key (the latest summary wins: a rerun with --force replaces the earlier one). */
