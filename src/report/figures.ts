@@ -187,6 +187,12 @@ export function werVsBitsFigure(rows: ResultRow[], smoke: string | null): Figure
   const models = [...new Set(rs.map((r) => r.model))].sort();
   const ps = panels(Math.max(1, models.length));
   const data: Array<Record<string, unknown>> = [];
+  const shown = new Set<string>(); // one legend entry per name, as in F1
+  const legendOnce = (name: string): boolean => {
+    if (shown.has(name)) return false;
+    shown.add(name);
+    return true;
+  };
   const methods = [...new Set(rs.filter((r) => r.recipe !== "fp32").map((r) => `${r.library} ${r.scheme}`))];
   const dash = (si: number) => (si === 0 ? "solid" : si === 1 ? "dash" : "dot");
   models.forEach((model, pi) => {
@@ -201,7 +207,7 @@ export function werVsBitsFigure(rows: ResultRow[], smoke: string | null): Figure
           mode: "lines+markers",
           name,
           legendgroup: name,
-          showlegend: !data.some((d) => d.legendgroup === name),
+          showlegend: legendOnce(name),
           x: pts.map((r) => weightBits(r.bits)),
           y: pts.map((r) => r.wer),
           error_y: { ...werErrorBars(pts), color: PALETTE[mi % PALETTE.length] },
@@ -223,7 +229,7 @@ export function werVsBitsFigure(rows: ResultRow[], smoke: string | null): Figure
         mode: "lines",
         name,
         legendgroup: name,
-        showlegend: !data.some((d) => d.legendgroup === name),
+        showlegend: legendOnce(name),
         x: [1, 8],
         y: [base.wer, base.wer],
         line: { color: "#222", dash: dash(si), width: 1 },
